@@ -1,0 +1,943 @@
+// main.cpp: a blocking HTTP/1.1 server, the first step of the tutorial.
+//
+// One connection at a time, one request per connection. Two layers, in reading order:
+//   TCP layer:  a listening socket, accept(), and a buffered reader/writer over a connection.
+//   HTTP layer: read and check a request head (RFC 9112), read its body, write a response.
+// On top sit the application (GET/HEAD say hello, POST echoes) and main().
+//
+//   g++ -std=c++20 -O2 -pthread -o main main.cpp && ./main --port 8000
+//   curl -i http://127.0.0.1:8000/
+//
+// It is not a production server: no TLS, no HTTP/2, no files. main_async.cpp adds a thread
+// per connection, keep-alive and tuned buffers; `diff main.cpp main_async.cpp` shows how.
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <sys/time.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace {
+
+// ---- Configuration ----
+
+// Untuned on purpose: the tutorial measures what 4096 buys. A request head must fit (else 431).
+constexpr std::size_t kBufferSize = 1024;
+constexpr int kListenBacklog = 1024;  // connections the kernel queues until accept() takes them
+constexpr int kDefaultPort = 8000;
+constexpr int kDefaultTimeoutMs = 5000;              // a silent client holds our only slot this long
+constexpr std::uint64_t kDefaultMaxBody = 1 << 20;   // 1 MiB: the echo keeps the body in memory
+constexpr auto kLingerTime = std::chrono::milliseconds(500);  // see linger_before_close()
+
+using Clock = std::chrono::steady_clock;
+using Deadline = Clock::time_point;
+
+// ---- TCP layer ----
+
+// Owns a file descriptor: closed exactly once, when the owner goes away. Move-only.
+class Socket {
+ public:
+  Socket() = default;
+  explicit Socket(int fd) : fd_(fd) {}
+  Socket(Socket&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Socket& operator=(Socket&& other) noexcept {
+    std::swap(fd_, other.fd_);
+    return *this;
+  }
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+  ~Socket() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  int fd() const { return fd_; }
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// Binds and listens on host:port (port 0 lets the kernel pick). Returns an empty Socket and
+// prints why on failure.
+Socket listen_on(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (int err = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found); err != 0) {
+    std::fprintf(stderr, "cannot resolve %s: %s\n", host.c_str(), ::gai_strerror(err));
+    return Socket();
+  }
+  Socket listener(::socket(found->ai_family, found->ai_socktype, found->ai_protocol));
+  int one = 1;
+  // SO_REUSEADDR so that a restart does not wait out the old connections' TIME_WAIT.
+  bool ok = listener && ::setsockopt(listener.fd(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+            ::bind(listener.fd(), found->ai_addr, found->ai_addrlen) == 0 &&
+            ::listen(listener.fd(), kListenBacklog) == 0;
+  ::freeaddrinfo(found);
+  if (!ok) {
+    std::fprintf(stderr, "cannot listen on %s:%d: %s\n", host.c_str(), port, std::strerror(errno));
+    return Socket();
+  }
+  ::fcntl(listener.fd(), F_SETFD, FD_CLOEXEC);
+  return listener;
+}
+
+// "http://127.0.0.1:8000": the address the kernel actually bound, with the real port.
+std::string local_url(const Socket& listener) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  ::getsockname(listener.fd(), reinterpret_cast<sockaddr*>(&address), &length);
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (address.ss_family == AF_INET6) {
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
+    ::inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
+    port = ntohs(v6->sin6_port);
+    return "http://[" + std::string(host) + "]:" + std::to_string(port);
+  }
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
+  ::inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
+  port = ntohs(v4->sin_port);
+  return "http://" + std::string(host) + ":" + std::to_string(port);
+}
+
+// Waits for the next connection, or returns an empty Socket once `stop_fd` becomes readable.
+// Failures of accept() are the client's or a passing shortage (EMFILE, ENFILE, ENOBUFS): the
+// server backs off briefly and goes on, instead of exiting or spinning on a full table.
+Socket accept_connection(const Socket& listener, int stop_fd, std::chrono::milliseconds timeout) {
+  for (;;) {
+    pollfd ready[2] = {{listener.fd(), POLLIN, 0}, {stop_fd, POLLIN, 0}};
+    if (::poll(ready, 2, -1) < 0 && errno != EINTR) return Socket();
+    if (ready[1].revents != 0) return Socket();
+    if (ready[0].revents == 0) continue;
+
+    Socket connection(::accept(listener.fd(), nullptr, nullptr));
+    if (!connection) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        std::fprintf(stderr, "accept: %s; retrying in 100 ms\n", std::strerror(errno));
+        pollfd stop{stop_fd, POLLIN, 0};
+        ::poll(&stop, 1, 100);
+      }
+      continue;  // ECONNABORTED, EINTR, EPROTO...: that client is gone, take the next one
+    }
+    ::fcntl(connection.fd(), F_SETFD, FD_CLOEXEC);
+    int one = 1;
+    // Each response leaves in one write; Nagle's algorithm would only hold it back.
+    ::setsockopt(connection.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // A client that stops reading cannot block a send() for longer than the timeout.
+    timeval send_timeout{static_cast<time_t>(timeout.count() / 1000),
+                         static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+    ::setsockopt(connection.fd(), SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof send_timeout);
+    return connection;
+  }
+}
+
+// Why a Reader::fill() brought no new bytes.
+enum class Fill { Data, Eof, Timeout, Stopped, NoRoom, Error };
+
+// Buffered reading from a connection into a buffer the caller owns. Bytes arrive at the end
+// (fill), the parser looks at what is buffered and consumes from the front.
+class Reader {
+ public:
+  // `wake_fd` (optional): when it becomes readable, a wait for more bytes ends with Stopped.
+  Reader(const Socket& connection, std::span<char> buffer, int wake_fd = -1)
+      : fd_(connection.fd()), wake_fd_(wake_fd), buffer_(buffer) {}
+
+  std::string_view buffered() const { return {buffer_.data() + start_, end_ - start_}; }
+  void consume(std::size_t n) { start_ += n; }
+
+  // Consumed bytes normally make room for new ones. Between keep_consumed() and
+  // release_consumed() they stay in place, so string_views into a parsed request head
+  // remain valid while its body is read.
+  void keep_consumed() { kept_ = start_; }
+  void release_consumed() { kept_ = 0; }
+
+  // Waits until more bytes arrive (or the deadline passes) and appends them.
+  Fill fill(Deadline deadline) {
+    make_room();
+    if (end_ == buffer_.size()) return Fill::NoRoom;
+    for (;;) {
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return Fill::Timeout;
+      pollfd ready[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+      int n = ::poll(ready, 2, static_cast<int>(std::min<long long>(left, 1 << 30)));
+      if (n < 0 && errno != EINTR) return Fill::Error;
+      if (n <= 0) continue;
+      if (ready[0].revents == 0) return Fill::Stopped;
+      ssize_t got = ::recv(fd_, buffer_.data() + end_, buffer_.size() - end_, 0);
+      if (got > 0) {
+        end_ += static_cast<std::size_t>(got);
+        return Fill::Data;
+      }
+      if (got == 0) return Fill::Eof;
+      if (errno != EINTR && errno != EAGAIN) return Fill::Error;
+    }
+  }
+
+ private:
+  void make_room() {
+    if (start_ == end_) {
+      start_ = end_ = kept_;
+    } else if (end_ == buffer_.size() && start_ > kept_) {
+      std::memmove(buffer_.data() + kept_, buffer_.data() + start_, end_ - start_);
+      end_ -= start_ - kept_;
+      start_ = kept_;
+    }
+  }
+
+  int fd_;
+  int wake_fd_;
+  std::span<char> buffer_;
+  std::size_t start_ = 0;  // first byte not yet consumed
+  std::size_t end_ = 0;    // one past the last byte received
+  std::size_t kept_ = 0;   // consumed bytes before this are kept in place
+};
+
+// Buffered writing to a connection from a buffer the caller owns: a response is assembled
+// in the buffer and leaves in one send() on flush(). Larger pieces go straight out.
+class Writer {
+ public:
+  Writer(const Socket& connection, std::span<char> buffer) : fd_(connection.fd()), buffer_(buffer) {}
+
+  bool write(std::string_view bytes) {
+    if (bytes.size() > buffer_.size() - used_ && !flush()) return false;
+    if (bytes.size() >= buffer_.size()) return send_all(bytes);
+    std::memcpy(buffer_.data() + used_, bytes.data(), bytes.size());
+    used_ += bytes.size();
+    return true;
+  }
+
+  bool write_number(std::uint64_t value) {
+    char digits[20];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
+    return write({digits, static_cast<std::size_t>(end - digits)});
+  }
+
+  bool flush() {
+    bool ok = send_all({buffer_.data(), used_});
+    used_ = 0;
+    return ok;
+  }
+
+ private:
+  bool send_all(std::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t sent = ::send(fd_, bytes.data(), bytes.size(), 0);
+      if (sent < 0 && errno == EINTR) continue;
+      if (sent <= 0) return false;  // peer gone, or SO_SNDTIMEO passed
+      bytes.remove_prefix(static_cast<std::size_t>(sent));
+    }
+    return true;
+  }
+
+  int fd_;
+  std::span<char> buffer_;
+  std::size_t used_ = 0;
+};
+
+// Closing a socket that still has unread input makes the kernel send a reset, which can
+// destroy our last response before the client reads it. So before the server closes a
+// connection it says "no more from me" (FIN) and reads and discards until the client
+// closes too, for at most kLingerTime. The caller's Socket then closes the descriptor.
+void linger_before_close(const Socket& connection, Reader& reader) {
+  ::shutdown(connection.fd(), SHUT_WR);
+  const Deadline deadline = Clock::now() + kLingerTime;
+  do {
+    reader.consume(reader.buffered().size());
+  } while (reader.fill(deadline) == Fill::Data);
+}
+
+// ---- HTTP layer ----
+
+enum class Status {
+  Continue = 100,
+  OK = 200,
+  BadRequest = 400,
+  MethodNotAllowed = 405,
+  RequestTimeout = 408,
+  ContentTooLarge = 413,
+  UriTooLong = 414,
+  ExpectationFailed = 417,
+  HeaderFieldsTooLarge = 431,
+  NotImplemented = 501,
+  VersionNotSupported = 505,
+};
+
+std::string_view reason_phrase(Status status) {
+  switch (status) {
+    case Status::Continue: return "Continue";
+    case Status::OK: return "OK";
+    case Status::BadRequest: return "Bad Request";
+    case Status::MethodNotAllowed: return "Method Not Allowed";
+    case Status::RequestTimeout: return "Request Timeout";
+    case Status::ContentTooLarge: return "Content Too Large";
+    case Status::UriTooLong: return "URI Too Long";
+    case Status::ExpectationFailed: return "Expectation Failed";
+    case Status::HeaderFieldsTooLarge: return "Request Header Fields Too Large";
+    case Status::NotImplemented: return "Not Implemented";
+    case Status::VersionNotSupported: return "HTTP Version Not Supported";
+  }
+  return "Unknown";
+}
+
+// What the server needs to know about a request. The views point into the reader's buffer.
+struct Request {
+  std::string_view method;
+  std::string_view target;
+  int minor_version = 1;             // HTTP/1.0 or HTTP/1.1
+  bool keep_alive = true;            // what the client asked for
+  bool expect_continue = false;      // "Expect: 100-continue"
+  bool chunked = false;              // body framed by Transfer-Encoding: chunked
+  std::uint64_t content_length = 0;  // body length when not chunked
+};
+
+// The outcome of parsing: OK and a request, or the status to answer with.
+struct ParsedHead {
+  Status status = Status::OK;
+  Request request;
+};
+
+ParsedHead rejected(Status status) {
+  ParsedHead parsed;
+  parsed.status = status;
+  return parsed;
+}
+
+bool is_tchar(char c) {  // RFC 9110 5.6.2: token characters
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+bool is_token(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar);
+}
+
+// A field value may hold visible characters, obs-text, spaces and tabs; no other controls.
+bool is_field_value(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u == '\t' || (u >= 0x20 && u != 0x7f);
+  });
+}
+
+char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c; }
+
+bool equals_ignoring_case(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+}
+
+std::string_view trim_whitespace(std::string_view s) {  // OWS: spaces and tabs
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Calls `each` for every non-empty element of a comma-separated field value (RFC 9110 5.6.1).
+template <typename F>
+void for_each_list_element(std::string_view value, F each) {
+  while (!value.empty()) {
+    std::size_t comma = value.find(',');
+    std::string_view element = trim_whitespace(value.substr(0, comma));
+    if (!element.empty()) each(element);
+    value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
+  }
+}
+
+// 1*DIGIT without overflow; nullopt for anything else (a sign, spaces, a list, hex...).
+std::optional<std::uint64_t> parse_decimal(std::string_view s) {
+  std::uint64_t value = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return value;
+}
+
+// The target forms RFC 9112 3.2 allows: origin-form "/path?q", absolute-form "http://h/p",
+// asterisk-form "*" (OPTIONS only), authority-form "host:port" (CONNECT only).
+bool is_valid_target(std::string_view method, std::string_view target) {
+  bool visible = !target.empty() && std::all_of(target.begin(), target.end(), [](char c) {
+    return c > 0x20 && c < 0x7f;
+  });
+  if (!visible) return false;
+  if (target.front() == '/') return true;
+  if (target == "*") return method == "OPTIONS";
+  if (method == "CONNECT") return true;
+  std::size_t colon = target.find(':');  // absolute-form: scheme ":" ...
+  return colon != std::string_view::npos && colon > 0 && std::isalpha(static_cast<unsigned char>(target[0])) &&
+         std::all_of(target.begin(), target.begin() + static_cast<std::ptrdiff_t>(colon), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '-' || c == '.';
+         });
+}
+
+// request-line = method SP request-target SP HTTP-version
+Status parse_request_line(std::string_view line, Request& request) {
+  std::size_t first_space = line.find(' ');
+  std::size_t second_space = line.find(' ', first_space + 1);
+  if (first_space == std::string_view::npos || second_space == std::string_view::npos) return Status::BadRequest;
+  request.method = line.substr(0, first_space);
+  request.target = line.substr(first_space + 1, second_space - first_space - 1);
+  std::string_view version = line.substr(second_space + 1);
+  if (!is_token(request.method) || !is_valid_target(request.method, request.target)) return Status::BadRequest;
+
+  // HTTP-version = "HTTP/" DIGIT "." DIGIT, case-sensitive.
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || !is_digit(version[5]) || version[6] != '.' ||
+      !is_digit(version[7])) {
+    return Status::BadRequest;
+  }
+  if (version[5] != '1') return Status::VersionNotSupported;
+  // RFC 9110 2.5: a later 1.x is handled as the highest 1.x we implement.
+  request.minor_version = version[7] == '0' ? 0 : 1;
+  return Status::OK;
+}
+
+// field-line = field-name ":" OWS field-value OWS. Splits one line, or says it is malformed.
+bool split_field_line(std::string_view line, std::string_view& name, std::string_view& value) {
+  std::size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return false;
+  name = line.substr(0, colon);  // no whitespace allowed before the colon (RFC 9112 5.1)
+  value = trim_whitespace(line.substr(colon + 1));
+  return is_token(name) && is_field_value(value);
+}
+
+// Parses a complete request head: the request line and field lines, each ending in CRLF, up
+// to and including the empty line. Checks every rule that keeps message framing unambiguous.
+ParsedHead parse_request_head(std::string_view head) {
+  ParsedHead parsed;
+  Request& request = parsed.request;
+  auto next_line = [&head] {
+    std::size_t end = head.find("\r\n");
+    std::string_view line = head.substr(0, end);
+    head.remove_prefix(end == std::string_view::npos ? head.size() : end + 2);
+    return line;
+  };
+  auto fail = [&parsed](Status status) {
+    parsed.status = status;
+    return parsed;  // with what was parsed so far, for the log
+  };
+
+  if (Status status = parse_request_line(next_line(), request); status != Status::OK) return fail(status);
+
+  int hosts = 0;
+  int content_lengths = 0;
+  bool transfer_encoding = false, chunked_last = false, unknown_coding = false;
+  int chunked_count = 0;
+  bool connection_close = false, connection_keep_alive = false;
+  bool unknown_expectation = false;
+
+  for (std::string_view line = next_line(); !line.empty(); line = next_line()) {
+    // Obsolete line folding (a line starting with whitespace) is rejected (RFC 9112 5.2).
+    std::string_view name, value;
+    if (!split_field_line(line, name, value)) return fail(Status::BadRequest);
+
+    if (equals_ignoring_case(name, "host")) {
+      ++hosts;
+    } else if (equals_ignoring_case(name, "content-length")) {
+      // Duplicates are tolerated only when they agree (RFC 9110 8.6).
+      auto length = parse_decimal(value);
+      if (!length || (content_lengths > 0 && *length != request.content_length)) return fail(Status::BadRequest);
+      request.content_length = *length;
+      ++content_lengths;
+    } else if (equals_ignoring_case(name, "transfer-encoding")) {
+      transfer_encoding = true;
+      for_each_list_element(value, [&](std::string_view coding) {
+        chunked_last = equals_ignoring_case(coding, "chunked");
+        chunked_count += chunked_last;
+        unknown_coding |= !chunked_last;
+      });
+    } else if (equals_ignoring_case(name, "connection")) {
+      for_each_list_element(value, [&](std::string_view option) {
+        connection_close |= equals_ignoring_case(option, "close");
+        connection_keep_alive |= equals_ignoring_case(option, "keep-alive");
+      });
+    } else if (equals_ignoring_case(name, "expect")) {
+      if (equals_ignoring_case(value, "100-continue")) {
+        request.expect_continue = request.minor_version == 1;  // HTTP/1.0: ignored (RFC 9110 10.1.1)
+      } else if (!value.empty()) {
+        unknown_expectation = true;
+      }
+    }
+  }
+
+  // RFC 9112 3.2: exactly one Host in HTTP/1.1; never more than one.
+  if (hosts > 1 || (hosts == 0 && request.minor_version == 1)) return fail(Status::BadRequest);
+
+  // RFC 9112 6.1 and 6.3: the body's length must be unambiguous. Transfer-Encoding together
+  // with Content-Length is the classic request-smuggling vector, so both is an error, as is
+  // Transfer-Encoding in HTTP/1.0 or a chunked coding that is not last (or given twice).
+  if (transfer_encoding) {
+    if (content_lengths > 0 || request.minor_version == 0 || !chunked_last || chunked_count > 1) {
+      return fail(Status::BadRequest);
+    }
+    if (unknown_coding) return fail(Status::NotImplemented);
+    request.chunked = true;
+  }
+  if (unknown_expectation) return fail(Status::ExpectationFailed);
+
+  request.keep_alive = request.minor_version == 1 ? !connection_close : connection_keep_alive && !connection_close;
+  return parsed;
+}
+
+// Where the head ends in the bytes received so far. Lines must end in CRLF: a bare CR or LF
+// is rejected at once rather than guessed at, since two parsers guessing differently is how
+// requests get smuggled.
+struct HeadScan {
+  enum State { Incomplete, Complete, Invalid } state = Incomplete;
+  std::size_t length = 0;               // with Complete: bytes up to and including the empty line
+  bool request_line_complete = false;   // with Incomplete: for choosing 414 over 431
+};
+
+HeadScan scan_request_head(std::string_view data) {
+  HeadScan scan;
+  std::size_t line_start = 0;
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    if (data[i] == '\n') return {HeadScan::Invalid};
+    if (data[i] != '\r') continue;
+    if (i + 1 == data.size()) break;
+    if (data[i + 1] != '\n') return {HeadScan::Invalid};
+    if (i == line_start) return {HeadScan::Complete, i + 2};
+    scan.request_line_complete = true;
+    line_start = i + 2;
+    ++i;
+  }
+  return scan;
+}
+
+// Reads a request head from the connection. Returns OK and the request, an error status to
+// answer with, or nullopt when the connection ended before a request began (nothing to say).
+std::optional<ParsedHead> read_request_head(Reader& reader, Deadline deadline) {
+  reader.release_consumed();  // the previous request is answered; its bytes may go
+  for (;;) {
+    // RFC 9112 2.2: empty lines before a request line are ignored.
+    while (reader.buffered().starts_with("\r\n")) reader.consume(2);
+
+    std::string_view data = reader.buffered();
+    HeadScan scan = scan_request_head(data);
+    if (scan.state == HeadScan::Invalid) return rejected(Status::BadRequest);
+    if (scan.state == HeadScan::Complete) {
+      ParsedHead parsed = parse_request_head(data.substr(0, scan.length));
+      reader.consume(scan.length);
+      reader.keep_consumed();  // the request's views point into these bytes
+      return parsed;
+    }
+    switch (reader.fill(deadline)) {
+      case Fill::Data: continue;
+      case Fill::NoRoom:
+        return rejected(scan.request_line_complete ? Status::HeaderFieldsTooLarge : Status::UriTooLong);
+      case Fill::Timeout:
+        if (!data.empty()) return rejected(Status::RequestTimeout);
+        return std::nullopt;
+      default: return std::nullopt;  // closed, reset or stopped: nobody to answer
+    }
+  }
+}
+
+// Limits the HTTP layer enforces; the server passes them from its flags.
+struct Limits {
+  std::uint64_t max_body = 0;
+  std::chrono::milliseconds timeout{0};
+};
+
+// Why reading a body stopped early: a status to answer with, or nullopt when the
+// connection went away (nobody to answer).
+using BodyResult = std::optional<Status>;
+
+// Appends up to `count` more body bytes to `body`, waiting for them as needed.
+BodyResult read_exactly(Reader& reader, std::uint64_t count, std::string& body, const Limits& limits) {
+  while (count > 0) {
+    if (reader.buffered().empty()) {
+      Fill fill = reader.fill(Clock::now() + limits.timeout);
+      if (fill == Fill::Timeout) return Status::RequestTimeout;
+      if (fill == Fill::NoRoom) return Status::HeaderFieldsTooLarge;  // the head left no room
+      if (fill != Fill::Data) return std::nullopt;
+    }
+    std::string_view piece = reader.buffered().substr(0, static_cast<std::size_t>(
+        std::min<std::uint64_t>(count, reader.buffered().size())));
+    body.append(piece);
+    reader.consume(piece.size());
+    count -= piece.size();
+  }
+  return Status::OK;
+}
+
+// Reads one line ending in CRLF (without it) into `line`. Lines longer than the buffer are
+// rejected with `too_long`.
+BodyResult read_line(Reader& reader, std::string_view& line, const Limits& limits, Status too_long) {
+  for (;;) {
+    std::string_view data = reader.buffered();
+    std::size_t end = data.find('\n');
+    if (end != std::string_view::npos) {
+      if (end == 0 || data[end - 1] != '\r') return Status::BadRequest;
+      line = data.substr(0, end - 1);
+      if (line.find('\r') != std::string_view::npos) return Status::BadRequest;
+      reader.consume(end + 1);
+      return Status::OK;
+    }
+    Fill fill = reader.fill(Clock::now() + limits.timeout);
+    if (fill == Fill::NoRoom) return too_long;
+    if (fill == Fill::Timeout) return Status::RequestTimeout;
+    if (fill != Fill::Data) return std::nullopt;
+  }
+}
+
+// chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] )
+bool is_chunk_extension(std::string_view s) {
+  auto skip_whitespace = [&s] { s = s.substr(std::min(s.size(), s.find_first_not_of(" \t"))); };
+  auto take_token = [&s] {
+    std::size_t n = 0;
+    while (n < s.size() && is_tchar(s[n])) ++n;
+    s.remove_prefix(n);
+    return n > 0;
+  };
+  auto take_quoted_string = [&s] {
+    for (std::size_t i = 1; i < s.size(); ++i) {
+      auto c = static_cast<unsigned char>(s[i]);
+      if (c == '"') {
+        s.remove_prefix(i + 1);
+        return true;
+      }
+      if (c == '\\') ++i;  // quoted-pair: the next character is taken literally
+      else if (c != '\t' && (c < 0x20 || c == 0x7f)) return false;
+    }
+    return false;
+  };
+  for (skip_whitespace(); !s.empty(); skip_whitespace()) {
+    if (s.front() != ';') return false;
+    s.remove_prefix(1);
+    skip_whitespace();
+    if (!take_token()) return false;
+    skip_whitespace();
+    if (s.empty() || s.front() != '=') continue;
+    s.remove_prefix(1);
+    skip_whitespace();
+    if (s.empty() || !(s.front() == '"' ? take_quoted_string() : take_token())) return false;
+  }
+  return true;
+}
+
+// chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 7.1). Extensions are
+// checked and ignored; trailer fields are checked and dropped.
+BodyResult read_chunked_body(Reader& reader, std::string& body, const Limits& limits) {
+  for (;;) {
+    std::string_view line;
+    if (BodyResult r = read_line(reader, line, limits, Status::BadRequest); r != Status::OK) return r;
+    std::uint64_t size = 0;
+    auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), size, 16);
+    if (ec != std::errc() || end == line.data() ||
+        !is_chunk_extension({end, static_cast<std::size_t>(line.data() + line.size() - end)})) {
+      return Status::BadRequest;
+    }
+    if (size == 0) break;
+    if (size > limits.max_body - body.size()) return Status::ContentTooLarge;
+    if (BodyResult r = read_exactly(reader, size, body, limits); r != Status::OK) return r;
+    if (BodyResult r = read_line(reader, line, limits, Status::BadRequest); r != Status::OK) return r;
+    if (!line.empty()) return Status::BadRequest;  // chunk-data must be followed by CRLF
+  }
+  for (;;) {  // trailer-section: field lines up to an empty line
+    std::string_view line, name, value;
+    if (BodyResult r = read_line(reader, line, limits, Status::HeaderFieldsTooLarge); r != Status::OK) return r;
+    if (line.empty()) return Status::OK;
+    if (!split_field_line(line, name, value)) return Status::BadRequest;
+  }
+}
+
+// Reads the request's body into `body` (cleared first; its capacity is reused).
+BodyResult read_body(Reader& reader, Writer& writer, const Request& request, std::string& body,
+                     const Limits& limits) {
+  body.clear();
+  if (!request.chunked && request.content_length > limits.max_body) return Status::ContentTooLarge;
+  if (!request.chunked && request.content_length == 0) return Status::OK;
+  if (request.expect_continue) {  // the client waits for this before sending the body
+    if (!writer.write("HTTP/1.1 100 Continue\r\n\r\n") || !writer.flush()) return std::nullopt;
+  }
+  if (request.chunked) return read_chunked_body(reader, body, limits);
+  return read_exactly(reader, request.content_length, body, limits);
+}
+
+// IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 5.6.7), formatted at most
+// once a second per thread. <chrono> calendar types: no locale, no time zone, no allocation.
+std::string_view http_date() {
+  using namespace std::chrono;
+  thread_local sys_seconds cached_second{};
+  thread_local char text[] = "Thu, 01 Jan 1970 00:00:00 GMT";
+  const sys_seconds now = floor<seconds>(system_clock::now());
+  if (now != cached_second) {
+    cached_second = now;
+    const sys_days day = floor<days>(now);
+    const year_month_day date{day};
+    const hh_mm_ss time{now - day};
+    static constexpr std::string_view kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    auto put = [](char* at, unsigned value, int width) {
+      for (int i = width - 1; i >= 0; --i, value /= 10) at[i] = static_cast<char>('0' + value % 10);
+    };
+    kDays[weekday(day).c_encoding()].copy(text, 3);
+    put(text + 5, static_cast<unsigned>(date.day()), 2);
+    kMonths[static_cast<unsigned>(date.month()) - 1].copy(text + 8, 3);
+    put(text + 12, static_cast<unsigned>(static_cast<int>(date.year())), 4);
+    put(text + 17, static_cast<unsigned>(time.hours().count()), 2);
+    put(text + 20, static_cast<unsigned>(time.minutes().count()), 2);
+    put(text + 23, static_cast<unsigned>(time.seconds().count()), 2);
+  }
+  return {text, sizeof text - 1};
+}
+
+struct Response {
+  Status status;
+  std::string_view content_type;
+  std::string_view body;
+  std::string_view allow;  // for 405: the methods that are allowed
+};
+
+// How the connection goes on after a response: the Connection header it gets.
+enum class Persistence { Close, KeepAlive, KeepAlive10 };
+
+// Assembles the whole response in the writer's buffer; the caller flushes.
+bool write_response(Writer& out, const Response& response, bool include_body, Persistence persistence) {
+  bool ok = out.write("HTTP/1.1 ") && out.write_number(static_cast<int>(response.status)) && out.write(" ") &&
+            out.write(reason_phrase(response.status)) && out.write("\r\nDate: ") && out.write(http_date()) &&
+            out.write("\r\nContent-Type: ") && out.write(response.content_type) &&
+            out.write("\r\nContent-Length: ") && out.write_number(response.body.size()) && out.write("\r\n");
+  if (ok && !response.allow.empty()) ok = out.write("Allow: ") && out.write(response.allow) && out.write("\r\n");
+  if (ok && persistence == Persistence::Close) ok = out.write("Connection: close\r\n");
+  if (ok && persistence == Persistence::KeepAlive10) ok = out.write("Connection: keep-alive\r\n");
+  return ok && out.write("\r\n") && (!include_body || out.write(response.body));
+}
+
+Response error_response(Status status) {
+  return {status, "text/plain", reason_phrase(status), {}};
+}
+
+// The application: from a complete request and its body to a response.
+using Handler = Response (*)(const Request& request, std::string_view body);
+
+// One request/response exchange, as seen by the server loop and the log.
+struct Exchange {
+  bool answered = false;    // a response was sent (false: the connection just ended)
+  bool keep_alive = false;  // the connection may carry another request
+  Status status = Status::OK;
+  std::string_view method, target;  // valid until the next exchange on this reader
+};
+
+// Reads one request, lets `handler` answer it, writes the response. After an error response
+// the connection must close: the rest of the stream can no longer be trusted to be framed.
+Exchange serve_request(Reader& reader, Writer& writer, std::string& body, Handler handler, const Limits& limits,
+                       bool may_keep_alive) {
+  Exchange exchange;
+  std::optional<ParsedHead> head = read_request_head(reader, Clock::now() + limits.timeout);
+  if (!head) return exchange;
+  const Request& request = head->request;
+  exchange.method = request.method;
+  exchange.target = request.target;
+
+  Response response = error_response(head->status);
+  if (head->status == Status::OK) {
+    BodyResult body_result = read_body(reader, writer, request, body, limits);
+    if (!body_result) return exchange;
+    response = *body_result == Status::OK ? handler(request, body) : error_response(*body_result);
+  }
+
+  exchange.status = response.status;
+  exchange.keep_alive = may_keep_alive && request.keep_alive && response.status < Status::BadRequest;
+  Persistence persistence = !exchange.keep_alive       ? Persistence::Close
+                            : request.minor_version == 0 ? Persistence::KeepAlive10
+                                                         : Persistence::KeepAlive;
+  exchange.answered = write_response(writer, response, request.method != "HEAD", persistence) && writer.flush();
+  exchange.keep_alive &= exchange.answered;
+  return exchange;
+}
+
+// ---- Application ----
+
+Response handle(const Request& request, std::string_view body) {
+  if (request.method == "GET" || request.method == "HEAD") return {Status::OK, "text/plain", "Hello World!", {}};
+  if (request.method == "POST") return {Status::OK, "application/octet-stream", body, {}};
+  return {Status::MethodNotAllowed, "text/plain", "Method Not Allowed", "GET, HEAD, POST"};
+}
+
+// ---- Stopping ----
+
+// SIGINT and SIGTERM ask the server to stop. A signal handler may do almost nothing safely,
+// so it writes one byte to a pipe (the "self-pipe trick"); whoever waits in poll() on the
+// pipe's read end wakes up. The byte is never read: the pipe stays readable, for everyone.
+class StopSignal {
+ public:
+  static bool install() {
+    int fds[2];
+    if (::pipe(fds) != 0) return false;
+    read_fd_ = fds[0];
+    write_fd_ = fds[1];
+    for (int fd : fds) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    ::fcntl(write_fd_, F_SETFL, O_NONBLOCK);
+    struct sigaction action{};
+    action.sa_handler = [](int) {
+      int saved = errno;
+      [[maybe_unused]] ssize_t n = ::write(write_fd_, "x", 1);
+      errno = saved;
+    };
+    ::sigemptyset(&action.sa_mask);
+    ::sigaction(SIGINT, &action, nullptr);
+    ::sigaction(SIGTERM, &action, nullptr);
+    // A client that closes early must cost a failed send(), not the process.
+    ::signal(SIGPIPE, SIG_IGN);
+    return true;
+  }
+  static int fd() { return read_fd_; }
+
+ private:
+  static inline int read_fd_ = -1;
+  static inline int write_fd_ = -1;
+};
+
+// ---- Server ----
+
+struct Options {
+  std::string host = "127.0.0.1";
+  int port = kDefaultPort;
+  Limits limits{kDefaultMaxBody, std::chrono::milliseconds(kDefaultTimeoutMs)};
+};
+
+void log_request(const Exchange& exchange) {
+  std::fprintf(stderr, "%.*s %.*s %d\n", static_cast<int>(exchange.method.size()), exchange.method.data(),
+               static_cast<int>(exchange.target.size()), exchange.target.data(), static_cast<int>(exchange.status));
+}
+
+// One request, one response, close: the simplest thing that is still HTTP/1.1.
+void serve_connection(Socket connection, const Options& options) {
+  std::array<char, kBufferSize> input, output;
+  std::string body;
+  Reader reader(connection, input, StopSignal::fd());  // a stop request ends any wait
+  Writer writer(connection, output);
+  Exchange exchange = serve_request(reader, writer, body, handle, options.limits, /*may_keep_alive=*/false);
+  if (exchange.answered) {
+    log_request(exchange);
+    linger_before_close(connection, reader);
+  }
+}
+
+int run_server(const Options& options) {
+  if (!StopSignal::install()) return 1;
+  Socket listener = listen_on(options.host, options.port);
+  if (!listener) return 1;
+  std::printf("Listening on %s\n", local_url(listener).c_str());
+  std::fflush(stdout);
+
+  while (Socket connection = accept_connection(listener, StopSignal::fd(), options.limits.timeout)) {
+    serve_connection(std::move(connection), options);
+  }
+  return 0;
+}
+
+// ---- main ----
+
+constexpr std::string_view kUsage =
+    "usage: main [--host ADDR] [--port N] [--timeout-ms N] [--max-body N]\n";
+
+constexpr std::string_view kHelp =
+    "A blocking HTTP/1.1 server: one connection at a time, one request per connection.\n"
+    "GET and HEAD answer \"Hello World!\", POST echoes the body, other methods get 405.\n"
+    "\n"
+    "  --host ADDR      address to listen on (default 127.0.0.1)\n"
+    "  --port N         port to listen on, 0 for any free one (default 8000)\n"
+    "  --timeout-ms N   close a connection that sends nothing for N ms (default 5000)\n"
+    "  --max-body N     largest request body in bytes; larger gets 413 (default 1048576)\n"
+    "  --help           show this help\n";
+
+// Parses "--flag value" and "--flag=value". On a bad flag or value: says which, returns nullopt.
+std::optional<Options> parse_options(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view flag = argv[i], value;
+    bool has_value = false;
+    if (std::size_t equals = flag.find('='); flag.starts_with("--") && equals != std::string_view::npos) {
+      value = flag.substr(equals + 1);
+      flag = flag.substr(0, equals);
+      has_value = true;
+    }
+    auto take_value = [&] {
+      if (!has_value && i + 1 < argc) {
+        value = argv[++i];
+        has_value = true;
+      }
+      return has_value;
+    };
+    auto take_number = [&](std::uint64_t low, std::uint64_t high) -> std::optional<std::uint64_t> {
+      if (!take_value()) return std::nullopt;
+      auto number = parse_decimal(value);
+      if (!number || *number < low || *number > high) return std::nullopt;
+      return number;
+    };
+    auto invalid = [&] {
+      if (has_value) {
+        std::fprintf(stderr, "invalid value for %.*s: '%.*s'\n", static_cast<int>(flag.size()), flag.data(),
+                     static_cast<int>(value.size()), value.data());
+      } else {
+        std::fprintf(stderr, "missing value for %.*s\n", static_cast<int>(flag.size()), flag.data());
+      }
+      return std::nullopt;
+    };
+
+    if (flag == "--help") {
+      std::fputs(kUsage.data(), stdout);
+      std::fputs(kHelp.data(), stdout);
+      std::exit(0);
+    } else if (flag == "--host") {
+      if (!take_value() || value.empty()) return invalid();
+      options.host = value;
+    } else if (flag == "--port") {
+      auto port = take_number(0, 65535);
+      if (!port) return invalid();
+      options.port = static_cast<int>(*port);
+    } else if (flag == "--timeout-ms") {
+      auto ms = take_number(1, 24 * 3600 * 1000);
+      if (!ms) return invalid();
+      options.limits.timeout = std::chrono::milliseconds(*ms);
+    } else if (flag == "--max-body") {
+      auto bytes = take_number(0, std::uint64_t{1} << 40);
+      if (!bytes) return invalid();
+      options.limits.max_body = *bytes;
+    } else {
+      std::fprintf(stderr, "unknown option: %s\n", argv[i]);
+      return std::nullopt;
+    }
+  }
+  return options;
+}
+
+}  // namespace
+
+#ifndef HTTP_SERVER_NO_MAIN
+int main(int argc, char** argv) {
+  std::optional<Options> options = parse_options(argc, argv);
+  if (!options) {
+    std::fputs(kUsage.data(), stderr);
+    return 2;
+  }
+  return run_server(*options);
+}
+#endif
