@@ -21,7 +21,7 @@ TEST_LIBS := -lgtest -lgtest_main -pthread
 
 SERVERS := $(OUT)/main $(OUT)/main_async
 UNIT_TESTS := tests/http_blocking_test.cpp tests/http_async_test.cpp tests/source_test.cpp
-UNIT_DEPS := main.cpp main_async.cpp tests/http_rules.inc tests/test_support.hpp
+UNIT_DEPS := main.cpp main_async.cpp tests/http_rules.inc
 INTEGRATION_TESTS := tests/integration_test.cpp
 
 .PHONY: all run run-blocking test test-only check clean ensure-compiler ensure-gtest

@@ -1,0 +1,11 @@
+// The HTTP layer rules, checked against main.cpp's copy of the HTTP layer.
+#define HTTP_SERVER_NO_MAIN
+#include "../main.cpp"
+
+// main() is compiled out; taking these addresses keeps its helpers from counting as unused.
+[[maybe_unused]] static const auto kUsesParseOptions = &parse_options;
+[[maybe_unused]] static const auto kUsesRunServer = &run_server;
+
+#define SERVER_TAG Blocking
+constexpr std::size_t kServerBufferSize = kBufferSize;
+#include "http_rules.inc"
