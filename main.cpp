@@ -822,9 +822,12 @@ struct Options {
   Limits limits{kDefaultMaxBody, std::chrono::milliseconds(kDefaultTimeoutMs)};
 };
 
+// One line per answered request, e.g. "GET /index.html 200"; "-" for what a bad request lacked.
 void log_request(const Exchange& exchange) {
-  std::fprintf(stderr, "%.*s %.*s %d\n", static_cast<int>(exchange.method.size()), exchange.method.data(),
-               static_cast<int>(exchange.target.size()), exchange.target.data(), static_cast<int>(exchange.status));
+  auto shown = [](std::string_view s) { return s.empty() ? std::string_view("-") : s; };
+  std::string_view method = shown(exchange.method), target = shown(exchange.target);
+  std::fprintf(stderr, "%.*s %.*s %d\n", static_cast<int>(method.size()), method.data(),
+               static_cast<int>(target.size()), target.data(), static_cast<int>(exchange.status));
 }
 
 // One request, one response, close: the simplest thing that is still HTTP/1.1.
