@@ -882,6 +882,7 @@ class ThreadGroup {
   }
 
  private:
+  // ANCHOR: reap
   void finish(std::list<std::thread>::iterator self) {
     std::thread previous;
     {
@@ -892,6 +893,7 @@ class ThreadGroup {
     changed_.notify_all();
     if (previous.joinable()) previous.join();
   }
+  // ANCHOR_END: reap
 
   const std::size_t limit_;
   std::mutex mutex_;
