@@ -102,7 +102,6 @@ Socket listen_on(const std::string& host, int port) {
     std::fprintf(stderr, "cannot listen on %s:%d: %s\n", host.c_str(), port, std::strerror(errno));
     return Socket();
   }
-  ::fcntl(listener.fd(), F_SETFD, FD_CLOEXEC);
   return listener;
 }
 
@@ -144,7 +143,6 @@ Socket accept_connection(const Socket& listener, int stop_fd, std::chrono::milli
       }
       continue;  // ECONNABORTED, EINTR, EPROTO...: that client is gone, take the next one
     }
-    ::fcntl(connection.fd(), F_SETFD, FD_CLOEXEC);
     int one = 1;
     // Each response leaves in one write; Nagle's algorithm would only hold it back.
     ::setsockopt(connection.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -181,24 +179,40 @@ class Reader {
     make_room();
     if (end_ == buffer_.size()) return Fill::NoRoom;
     for (;;) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return Fill::Timeout;
-      pollfd ready[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-      int n = ::poll(ready, 2, static_cast<int>(std::min<long long>(left, 1 << 30)));
-      if (n < 0 && errno != EINTR) return Fill::Error;
-      if (n <= 0) continue;
-      if (ready[0].revents == 0) return Fill::Stopped;
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left <= std::chrono::milliseconds(0)) return Fill::Timeout;
+      if (wake_fd_ >= 0) {  // wait for whichever comes first: bytes, or a wake-up
+        pollfd ready[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+        int n = ::poll(ready, 2, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));
+        if (n < 0 && errno != EINTR) return Fill::Error;
+        if (n <= 0) continue;
+        if (ready[0].revents == 0) return Fill::Stopped;
+      } else if (!limit_receive_wait(left)) {  // recv() itself waits: one system call, not two
+        return Fill::Error;
+      }
       ssize_t got = ::recv(fd_, buffer_.data() + end_, buffer_.size() - end_, 0);
       if (got > 0) {
         end_ += static_cast<std::size_t>(got);
         return Fill::Data;
       }
       if (got == 0) return Fill::Eof;
-      if (errno != EINTR && errno != EAGAIN) return Fill::Error;
+      if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) return Fill::Error;
     }
   }
 
  private:
+  // SO_RCVTIMEO bounds how long a recv() waits. Setting it is a system call of its own, so
+  // it is set only when the time left differs from what is set by more than a little: on a
+  // keep-alive connection every request starts with the same full timeout, and sets nothing.
+  bool limit_receive_wait(std::chrono::milliseconds left) {
+    constexpr std::chrono::milliseconds kSlack(10);
+    if (left <= receive_wait_ && left > receive_wait_ - kSlack) return true;
+    timeval limit{static_cast<time_t>(left.count() / 1000), static_cast<suseconds_t>(left.count() % 1000 * 1000)};
+    if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) != 0) return false;
+    receive_wait_ = left;
+    return true;
+  }
+
   void make_room() {
     if (start_ == end_) {
       start_ = end_ = kept_;
@@ -215,6 +229,7 @@ class Reader {
   std::size_t start_ = 0;  // first byte not yet consumed
   std::size_t end_ = 0;    // one past the last byte received
   std::size_t kept_ = 0;   // consumed bytes before this are kept in place
+  std::chrono::milliseconds receive_wait_{0};  // the SO_RCVTIMEO now set (0: none)
 };
 
 // Buffered writing to a connection from a buffer the caller owns: a response is assembled
@@ -792,7 +807,6 @@ class StopSignal {
     if (::pipe(fds) != 0) return false;
     read_fd_ = fds[0];
     write_fd_ = fds[1];
-    for (int fd : fds) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     ::fcntl(write_fd_, F_SETFL, O_NONBLOCK);
     struct sigaction action{};
     action.sa_handler = [](int) {

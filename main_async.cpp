@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -36,15 +37,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <stop_token>
 #include <string>
 #include <string_view>
-#include <system_error>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -59,6 +58,7 @@ constexpr int kDefaultPort = 8000;
 constexpr int kDefaultTimeoutMs = 5000;              // idle keep-alive connections close after this
 constexpr std::uint64_t kDefaultMaxBody = 1 << 20;   // 1 MiB: the echo keeps the body in memory
 constexpr std::size_t kDefaultMaxConnections = 10000;  // back-pressure: beyond this, accept waits
+constexpr std::size_t kThreadStackSize = 256 * 1024;  // a connection uses a few KiB of stack; 8 MiB is the default
 constexpr auto kLingerTime = std::chrono::milliseconds(500);  // see linger_before_close()
 
 using Clock = std::chrono::steady_clock;
@@ -113,7 +113,6 @@ Socket listen_on(const std::string& host, int port) {
     std::fprintf(stderr, "cannot listen on %s:%d: %s\n", host.c_str(), port, std::strerror(errno));
     return Socket();
   }
-  ::fcntl(listener.fd(), F_SETFD, FD_CLOEXEC);
   return listener;
 }
 
@@ -155,7 +154,6 @@ Socket accept_connection(const Socket& listener, int stop_fd, std::chrono::milli
       }
       continue;  // ECONNABORTED, EINTR, EPROTO...: that client is gone, take the next one
     }
-    ::fcntl(connection.fd(), F_SETFD, FD_CLOEXEC);
     int one = 1;
     // Each response leaves in one write; Nagle's algorithm would only hold it back.
     ::setsockopt(connection.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -192,24 +190,40 @@ class Reader {
     make_room();
     if (end_ == buffer_.size()) return Fill::NoRoom;
     for (;;) {
-      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return Fill::Timeout;
-      pollfd ready[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-      int n = ::poll(ready, 2, static_cast<int>(std::min<long long>(left, 1 << 30)));
-      if (n < 0 && errno != EINTR) return Fill::Error;
-      if (n <= 0) continue;
-      if (ready[0].revents == 0) return Fill::Stopped;
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left <= std::chrono::milliseconds(0)) return Fill::Timeout;
+      if (wake_fd_ >= 0) {  // wait for whichever comes first: bytes, or a wake-up
+        pollfd ready[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+        int n = ::poll(ready, 2, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));
+        if (n < 0 && errno != EINTR) return Fill::Error;
+        if (n <= 0) continue;
+        if (ready[0].revents == 0) return Fill::Stopped;
+      } else if (!limit_receive_wait(left)) {  // recv() itself waits: one system call, not two
+        return Fill::Error;
+      }
       ssize_t got = ::recv(fd_, buffer_.data() + end_, buffer_.size() - end_, 0);
       if (got > 0) {
         end_ += static_cast<std::size_t>(got);
         return Fill::Data;
       }
       if (got == 0) return Fill::Eof;
-      if (errno != EINTR && errno != EAGAIN) return Fill::Error;
+      if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) return Fill::Error;
     }
   }
 
  private:
+  // SO_RCVTIMEO bounds how long a recv() waits. Setting it is a system call of its own, so
+  // it is set only when the time left differs from what is set by more than a little: on a
+  // keep-alive connection every request starts with the same full timeout, and sets nothing.
+  bool limit_receive_wait(std::chrono::milliseconds left) {
+    constexpr std::chrono::milliseconds kSlack(10);
+    if (left <= receive_wait_ && left > receive_wait_ - kSlack) return true;
+    timeval limit{static_cast<time_t>(left.count() / 1000), static_cast<suseconds_t>(left.count() % 1000 * 1000)};
+    if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) != 0) return false;
+    receive_wait_ = left;
+    return true;
+  }
+
   void make_room() {
     if (start_ == end_) {
       start_ = end_ = kept_;
@@ -226,6 +240,7 @@ class Reader {
   std::size_t start_ = 0;  // first byte not yet consumed
   std::size_t end_ = 0;    // one past the last byte received
   std::size_t kept_ = 0;   // consumed bytes before this are kept in place
+  std::chrono::milliseconds receive_wait_{0};  // the SO_RCVTIMEO now set (0: none)
 };
 
 // Buffered writing to a connection from a buffer the caller owns: a response is assembled
@@ -803,7 +818,6 @@ class StopSignal {
     if (::pipe(fds) != 0) return false;
     read_fd_ = fds[0];
     write_fd_ = fds[1];
-    for (int fd : fds) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     ::fcntl(write_fd_, F_SETFL, O_NONBLOCK);
     struct sigaction action{};
     action.sa_handler = [](int) {
@@ -834,6 +848,9 @@ class StopSignal {
 // joined only at the end would grow with every connection it ever served. So each thread, as
 // it finishes, joins the one that finished before it: at most one finished thread is ever
 // waiting, and the group's memory follows the number of open connections.
+//
+// POSIX threads rather than std::thread, for one reason: std::thread cannot choose its stack
+// size, and the default (8 MiB) makes every new thread cost more than the connection it serves.
 class ThreadGroup {
  public:
   explicit ThreadGroup(std::size_t limit) : limit_(limit) {}
@@ -844,26 +861,43 @@ class ThreadGroup {
   // Back-pressure: waits up to `timeout` for fewer than `limit` tasks to be running.
   bool wait_for_room(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
-    return changed_.wait_for(lock, timeout, [this] { return running_.size() < limit_; });
+    return changed_.wait_for(lock, timeout, [this] { return running_ < limit_; });
   }
 
   // Starts task(stop_token) on a new thread. False when the system has no thread to give;
   // the task is then destroyed unrun.
   template <typename Task>
   bool spawn(Task task) {
-    std::lock_guard lock(mutex_);
-    auto self = running_.emplace(running_.end());
-    try {
-      // Started under the lock, so the thread cannot reach finish() before *self is set.
-      *self = std::thread([this, self, task = std::move(task)]() mutable {
-        task(stop_.get_token());
-        finish(self);
-      });
-      return true;
-    } catch (const std::system_error&) {
-      running_.erase(self);
-      return false;
+    struct Start {
+      ThreadGroup* group;
+      Task task;
+    };
+    auto start = std::make_unique<Start>(Start{this, std::move(task)});
+    auto run = [](void* argument) -> void* {
+      std::unique_ptr<Start> start(static_cast<Start*>(argument));
+      ThreadGroup* group = start->group;
+      start->task(group->stop_.get_token());
+      start.reset();  // the task, and the connection it owns, end before the thread counts as finished
+      group->finish();
+      return nullptr;
+    };
+    {
+      std::lock_guard lock(mutex_);
+      ++running_;
     }
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setstacksize(&attributes, kThreadStackSize);
+    pthread_t thread;
+    int error = pthread_create(&thread, &attributes, run, start.get());
+    pthread_attr_destroy(&attributes);
+    if (error == 0) {
+      start.release();  // the new thread owns it now
+      return true;
+    }
+    std::lock_guard lock(mutex_);
+    --running_;
+    return false;
   }
 
   // Asks every task, running or spawned later, to stop: its stop_token says so, and its
@@ -872,34 +906,36 @@ class ThreadGroup {
 
   // Waits until every task has finished and every thread is joined.
   void wait() {
-    std::thread last;
+    std::optional<pthread_t> last;
     {
       std::unique_lock lock(mutex_);
-      changed_.wait(lock, [this] { return running_.empty(); });
-      last = std::move(last_finished_);
+      changed_.wait(lock, [this] { return running_ == 0; });
+      last = std::exchange(last_finished_, std::nullopt);
     }
-    if (last.joinable()) last.join();  // which joined the one before it, and so on
+    if (last) pthread_join(*last, nullptr);  // which joined the one before it, and so on
   }
 
  private:
   // ANCHOR: reap
-  void finish(std::list<std::thread>::iterator self) {
-    std::thread previous;
+  // Called by each thread as its last act. A thread cannot join itself, so it leaves its
+  // name for the next one to finish, and joins the one that left its name before.
+  void finish() {
+    std::optional<pthread_t> previous;
     {
       std::lock_guard lock(mutex_);
-      previous = std::exchange(last_finished_, std::move(*self));
-      running_.erase(self);
+      previous = std::exchange(last_finished_, pthread_self());
+      --running_;
+      changed_.notify_all();  // under the lock: wait() cannot return, and the group vanish, before this is done
     }
-    changed_.notify_all();
-    if (previous.joinable()) previous.join();
+    if (previous) pthread_join(*previous, nullptr);
   }
   // ANCHOR_END: reap
 
   const std::size_t limit_;
   std::mutex mutex_;
   std::condition_variable changed_;
-  std::list<std::thread> running_;  // a list: a thread's position stays valid while others come and go
-  std::thread last_finished_;
+  std::size_t running_ = 0;                 // tasks started and not yet finished
+  std::optional<pthread_t> last_finished_;  // finished, not yet joined
   std::stop_source stop_;
 };
 
@@ -955,12 +991,15 @@ int run_server(const Options& options) {
   std::fflush(stdout);
 
   ThreadGroup group(options.max_connections);
-  while (!stop_requested()) {
+  for (;;) {
     // Back-pressure: at the limit, new clients wait in the kernel's queue. The wait is cut
     // short now and then to notice a stop request.
-    if (!group.wait_for_room(std::chrono::milliseconds(100))) continue;
+    if (!group.wait_for_room(std::chrono::milliseconds(100))) {
+      if (stop_requested()) break;
+      continue;
+    }
     Socket connection = accept_connection(listener, StopSignal::fd(), options.limits.timeout);
-    if (!connection) break;
+    if (!connection) break;  // a stop was requested
     bool started = group.spawn([connection = std::move(connection), &options](std::stop_token stop) mutable {
       serve_connection(std::move(connection), options, stop);
     });
