@@ -419,6 +419,29 @@ bool is_valid_target(std::string_view method, std::string_view target) {
          });
 }
 
+// Host = uri-host [ ":" port ] (RFC 9110 7.2): a name or IPv4 address, or an IPv6 literal in
+// brackets, then optionally a colon and digits. Spaces, slashes or a second colon are rejected.
+bool is_valid_host(std::string_view host) {
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  auto is_name_char = [](char c) {  // unreserved, pct-encoded and sub-delims of RFC 3986
+    return std::isalnum(static_cast<unsigned char>(c)) ||
+           std::string_view("-._~%!$&'()*+,;=").find(c) != std::string_view::npos;
+  };
+  auto is_ipv6_char = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.'; };
+  std::size_t name_end = 0;
+  if (host.starts_with('[')) {
+    name_end = host.find(']');
+    if (name_end == std::string_view::npos || !std::all_of(host.begin() + 1, host.begin() + name_end, is_ipv6_char)) {
+      return false;
+    }
+    ++name_end;
+  } else {
+    while (name_end < host.size() && is_name_char(host[name_end])) ++name_end;
+  }
+  std::string_view port = host.substr(name_end);
+  return port.empty() || (port.front() == ':' && std::all_of(port.begin() + 1, port.end(), is_digit));
+}
+
 // request-line = method SP request-target SP HTTP-version
 Status parse_request_line(std::string_view line, Request& request) {
   std::size_t first_space = line.find(' ');
@@ -481,6 +504,7 @@ ParsedHead parse_request_head(std::string_view head) {
     if (!split_field_line(line, name, value)) return fail(Status::BadRequest);
 
     if (equals_ignoring_case(name, "host")) {
+      if (!is_valid_host(value)) return fail(Status::BadRequest);
       ++hosts;
     } else if (equals_ignoring_case(name, "content-length")) {
       // Duplicates are tolerated only when they agree (RFC 9110 8.6).
