@@ -303,6 +303,13 @@ class Client {
 
   void shutdown_write() { ::shutdown(socket_.get(), SHUT_WR); }
   void close() { socket_.reset(); }
+  // Closes with a reset (RST) instead of FIN, as a client that crashes or is killed does:
+  // SO_LINGER with a zero timeout makes close() abort the connection.
+  void close_with_reset() {
+    const linger abort_on_close{1, 0};
+    ::setsockopt(socket_.get(), SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof abort_on_close);
+    socket_.reset();
+  }
 
   const std::string& unread() const { return unread_; }
   bool peer_closed() const { return peer_closed_; }

@@ -1,0 +1,598 @@
+// stress_test.cpp: hostile clients and faults against the real ./main and ./main_async.
+//
+//   make && make build/stress_tests && SERVER_DIR=$PWD build/stress_tests
+//   SERVER_DIR=$PWD build/stress_tests --gtest_filter='Scale.*'     # a subset
+//
+// What a server meets outside a test: descriptors running out, clients that trickle, fall
+// silent, reset, half-close or vanish, ten thousand connections at once, and a SIGTERM in the
+// middle of all that. Each test watches the server from outside, through /proc/PID: its open
+// descriptors, threads and CPU time. Each ends by stopping the server with SIGTERM and
+// expecting exit status 0, which under `make check` is also the sanitizers' verdict: a leak
+// (LeakSanitizer), a data race (ThreadSanitizer) or any other report makes the exit status
+// non-zero. Timeouts are short (--timeout-ms 300 to 1000), so the file runs in well under a
+// minute.
+#include <gtest/gtest.h>
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "test_support.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using test_support::Client;
+using test_support::Clock;
+using test_support::Millis;
+using test_support::Response;
+using test_support::ServerProcess;
+
+// How long a test waits for something that should happen at once (generous, for loaded
+// machines and sanitizer builds; a passing test never waits for it).
+constexpr auto kPatience = 5s;
+
+// ThreadSanitizer makes each new thread cost a millisecond or two, more as live threads add
+// up, so the tests that hold a thread per connection by the thousand scale down under it:
+// the sanitizer's cost, not the server, would set the pace.
+#if defined(__SANITIZE_THREAD__)
+constexpr bool kThreadSanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+constexpr bool kThreadSanitizer = true;
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+#else
+constexpr bool kThreadSanitizer = false;
+#endif
+
+constexpr std::string_view kGet = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+constexpr std::string_view kGetThenClose = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+constexpr std::string_view kHelloWorld = "Hello World!";
+
+long long millis(Clock::duration duration) { return std::chrono::duration_cast<Millis>(duration).count(); }
+
+std::string post_request(std::string_view body, std::string_view extra_headers = "") {
+  return "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
+         std::string(extra_headers) + "\r\n" + std::string(body);
+}
+
+bool is_hello_world(const std::optional<Response>& response) {
+  return response && response->status == 200 && response->body == kHelloWorld;
+}
+
+// ---- the server, seen from outside ----
+
+std::string proc_path(pid_t pid, std::string_view name) { return "/proc/" + std::to_string(pid) + "/" + std::string(name); }
+
+// Descriptors the process has open: the entries of /proc/PID/fd.
+long open_descriptors(pid_t pid) {
+  std::error_code error;
+  std::filesystem::directory_iterator entries(proc_path(pid, "fd"), error);
+  return error ? -1 : std::distance(entries, std::filesystem::directory_iterator());
+}
+
+// The "Threads:" line of /proc/PID/status.
+long thread_count(pid_t pid) {
+  std::ifstream status(proc_path(pid, "status"));
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("Threads:")) return std::stol(line.substr(8));
+  }
+  return -1;
+}
+
+// User plus system CPU time, in clock ticks: fields 14 and 15 of /proc/PID/stat.
+long cpu_ticks(pid_t pid) {
+  std::ifstream stat(proc_path(pid, "stat"));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));  // the name may hold spaces
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int number = 3; number <= 15 && fields >> field; ++number) {
+    if (number == 14) utime = std::stol(field);
+    if (number == 15) stime = std::stol(field);
+  }
+  return utime + stime;
+}
+
+// Polls `condition` every 10 ms until it holds or `timeout` passes; says which.
+bool eventually(const std::function<bool()>& condition, Millis timeout = kPatience) {
+  const auto deadline = Clock::now() + timeout;
+  for (;;) {
+    if (condition()) return true;
+    if (Clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+// Stops the server with SIGTERM, expects exit status 0 within `grace` (a sanitizer's report
+// makes it non-zero) and no sanitizer report on stderr.
+void expect_clean_exit(ServerProcess& server, Millis grace = 2s) {
+  const int status = server.stop(grace);
+  const std::string errors = server.stderr_text();
+  EXPECT_EQ(status, 0) << "stderr ends: " << errors.substr(errors.size() > 3000 ? errors.size() - 3000 : 0);
+  EXPECT_EQ(errors.find("Sanitizer"), std::string::npos) << errors;
+}
+
+// The descriptors and threads an idle server has; a fault must leave it with no more.
+struct IdleState {
+  long descriptors = 0;
+  long threads = 0;
+};
+
+IdleState idle_state_after_one_request(const ServerProcess& server) {
+  Client client(server.port());
+  client.send(kGetThenClose);
+  EXPECT_TRUE(is_hello_world(client.read_response(kPatience)));
+  EXPECT_TRUE(client.is_closed_by_peer(kPatience));
+  client.close();
+  std::this_thread::sleep_for(100ms);
+  // main_async's connection thread goes away (ThreadSanitizer keeps a thread of its own).
+  EXPECT_TRUE(eventually([&] { return thread_count(server.pid()) <= 2; })) << thread_count(server.pid()) << " threads";
+  std::this_thread::sleep_for(100ms);
+  return {open_descriptors(server.pid()), thread_count(server.pid())};
+}
+
+void expect_back_to_idle(const ServerProcess& server, const IdleState& idle) {
+  long descriptors = -1, threads = -1;
+  EXPECT_TRUE(eventually([&] {
+    descriptors = open_descriptors(server.pid());
+    threads = thread_count(server.pid());
+    return descriptors == idle.descriptors && threads <= idle.threads;
+  })) << descriptors << " descriptors open (" << idle.descriptors << " when idle), " << threads << " threads ("
+      << idle.threads << " when idle)";
+}
+
+void expect_still_serving(const ServerProcess& server) {
+  Client client(server.port());
+  client.send(kGet);
+  EXPECT_TRUE(is_hello_world(client.read_response(kPatience))) << "received " << client.unread();
+}
+
+// ---- fixtures ----
+
+// Raises the test's own descriptor limit (the servers it starts inherit it) so that thousands
+// of connections fit, ignores SIGPIPE, and fails the run if a test leaks a descriptor.
+class ProcessEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    ::signal(SIGPIPE, SIG_IGN);
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    limit.rlim_cur = std::max<rlim_t>(limit.rlim_cur, std::min<rlim_t>(limit.rlim_max, 30000));
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+    open_descriptors_ = open_descriptors(::getpid());
+  }
+  void TearDown() override { EXPECT_EQ(open_descriptors(::getpid()), open_descriptors_) << "descriptors leaked"; }
+
+ private:
+  long open_descriptors_ = 0;
+};
+[[maybe_unused]] ::testing::Environment* const kProcessEnvironment =
+    ::testing::AddGlobalTestEnvironment(new ProcessEnvironment);
+
+rlim_t descriptor_limit() {
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  return limit.rlim_cur;
+}
+
+class BothServers : public ::testing::TestWithParam<const char*> {
+ protected:
+  ServerProcess start(std::vector<std::string> args = {}) const { return ServerProcess(GetParam(), std::move(args)); }
+  bool is_async() const { return std::string_view(GetParam()) == "main_async"; }
+};
+
+std::string binary_name(const ::testing::TestParamInfo<const char*>& info) { return info.param; }
+
+#define RUN_AGAINST_BOTH_SERVERS(Suite) \
+  INSTANTIATE_TEST_SUITE_P(BothServers, Suite, ::testing::Values("main", "main_async"), binary_name)
+
+// ---- DescriptorExhaustion (main_async) ----
+
+// With `ulimit -n 64`, 200 connections held open: accept() fails with EMFILE while the rest
+// wait in the kernel's queue. The server must back off instead of spinning, and serve every one
+// of them as descriptors come free, then go on as before.
+TEST(DescriptorExhaustion, ServesEveryConnectionOnceDescriptorsFreeUpAndDoesNotSpin) {
+  constexpr int kConnections = 200;
+  ServerProcess server("main_async", {"--timeout-ms", "20000"});
+  const IdleState idle = idle_state_after_one_request(server);
+  const rlimit limit{64, 64};
+  ASSERT_EQ(::prlimit(server.pid(), RLIMIT_NOFILE, &limit, nullptr), 0) << "prlimit: " << std::strerror(errno);
+
+  std::vector<Client> clients;
+  clients.reserve(kConnections);
+  for (int i = 0; i < kConnections; ++i) clients.emplace_back(server.port());  // the kernel queues what is not accepted
+  ASSERT_TRUE(eventually([&] { return server.stderr_text().find("Too many open files") != std::string::npos; }))
+      << "the server never ran out of descriptors; it has " << open_descriptors(server.pid()) << " open";
+
+  // Starved: only the back-off's wake-ups may cost CPU time.
+  const long ticks_before = cpu_ticks(server.pid());
+  const auto starved_from = Clock::now();
+  std::this_thread::sleep_for(2s);
+  const double cpu_share = static_cast<double>(cpu_ticks(server.pid()) - ticks_before) /
+                           static_cast<double>(::sysconf(_SC_CLK_TCK)) /
+                           std::chrono::duration<double>(Clock::now() - starved_from).count();
+  EXPECT_LT(cpu_share, 0.10) << "the starved server used " << cpu_share * 100 << "% of a CPU";
+
+  // Every held connection is served; each one closed frees a descriptor for the next.
+  for (Client& client : clients) ASSERT_TRUE(client.send(kGetThenClose));
+  int answered = 0;
+  for (Client& client : clients) {
+    answered += is_hello_world(client.read_response(20s));
+    client.close();
+  }
+  EXPECT_EQ(answered, kConnections);
+  clients.clear();
+  expect_still_serving(server);
+  expect_back_to_idle(server, idle);
+  expect_clean_exit(server);
+}
+
+// ---- SlowClients ----
+
+class SlowClients : public BothServers {};
+RUN_AGAINST_BOTH_SERVERS(SlowClients);
+
+TEST_P(SlowClients, AnswersARequestSentOneByteAtATime) {
+  ServerProcess server = start({"--timeout-ms", "5000"});
+  Client client(server.port());
+  const std::string request = post_request("trickled body", "Connection: close\r\n");
+  ASSERT_TRUE(client.send_slowly(request, 1, 2ms));
+  const std::optional<Response> response = client.read_response(kPatience);
+  ASSERT_TRUE(response) << "received " << client.unread();
+  EXPECT_EQ(response->status, 200);
+  EXPECT_EQ(response->body, "trickled body");
+  expect_clean_exit(server);
+}
+
+// A slowloris client: each byte comes before the timeout, but the head never completes. The
+// timeout bounds the whole head, so the server answers 408 and closes.
+TEST_P(SlowClients, CutsOffAHeadTrickledForLongerThanTheTimeout) {
+  ServerProcess server = start({"--timeout-ms", "300"});
+  Client client(server.port());
+  const std::string head = "GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + std::string(200, 'z');
+  const auto started = Clock::now();
+  for (char byte : head) {
+    if (!client.send(std::string_view(&byte, 1)) || client.wait_for_bytes(1, 20ms)) break;
+  }
+  const std::optional<Response> response = client.read_response(kPatience);
+  ASSERT_TRUE(response) << "received " << client.unread();
+  EXPECT_EQ(response->status, 408);
+  EXPECT_GE(millis(Clock::now() - started), 250);
+  EXPECT_LT(millis(Clock::now() - started), 3000) << "the trickle held the connection far past the timeout";
+  EXPECT_TRUE(client.is_closed_by_peer(kPatience));
+  expect_still_serving(server);
+  expect_clean_exit(server);
+}
+
+TEST(SlowClients, MainDropsASilentConnectionAtTheTimeoutAndServesTheNextClient) {
+  ServerProcess server("main", {"--timeout-ms", "500"});
+  Client silent(server.port());
+  std::this_thread::sleep_for(50ms);  // the silent one is accepted first
+  Client next(server.port());
+  const auto started = Clock::now();
+  ASSERT_TRUE(next.send(kGet));
+  EXPECT_TRUE(is_hello_world(next.read_response(kPatience)));
+  const long long waited = millis(Clock::now() - started);
+  EXPECT_GE(waited, 350) << "served before the silent client's timeout: was the silent one accepted first?";
+  EXPECT_LT(waited, 2500);
+  EXPECT_EQ(silent.read_until_close(kPatience), "");
+  EXPECT_TRUE(silent.peer_closed());
+  expect_clean_exit(server);
+}
+
+TEST(SlowClients, MainAsyncDropsAThousandIdleConnectionsAtTheTimeout) {
+  constexpr int kConnections = 1000;
+  constexpr int kTimeoutMs = kThreadSanitizer ? 5000 : 1000;  // longer than starting 1000 threads takes
+  ServerProcess server("main_async", {"--timeout-ms", std::to_string(kTimeoutMs)});
+  const IdleState idle = idle_state_after_one_request(server);
+  const auto opened_from = Clock::now();
+  std::vector<Client> clients;
+  clients.reserve(kConnections);
+  for (int i = 0; i < kConnections; ++i) clients.emplace_back(server.port());
+  ASSERT_TRUE(eventually([&] { return thread_count(server.pid()) >= idle.threads + kConnections; }, 10s))
+      << "only " << thread_count(server.pid()) << " threads: the connections are not all held at once";
+  const long long open_after = millis(Clock::now() - opened_from);
+
+  int closed_early = 0, closed_silently = 0;
+  for (Client& client : clients) closed_early += client.is_closed_by_peer(0ms);
+  EXPECT_TRUE(open_after > kTimeoutMs * 7 / 10 || closed_early == 0) << closed_early << " closed before the timeout";
+  for (Client& client : clients) {
+    closed_silently += client.is_closed_by_peer(Millis(kTimeoutMs) + kPatience) && client.unread().empty();
+  }
+  const long long all_closed_after = millis(Clock::now() - opened_from);
+  EXPECT_EQ(closed_silently, kConnections);
+  EXPECT_LT(all_closed_after, open_after + kTimeoutMs + 2500) << "idle connections outlived the timeout";
+  clients.clear();
+  expect_back_to_idle(server, idle);
+  expect_still_serving(server);
+  expect_clean_exit(server);
+}
+
+// ---- Faults: clients that misbehave ----
+
+class Faults : public BothServers {};
+RUN_AGAINST_BOTH_SERVERS(Faults);
+
+TEST_P(Faults, AClientThatResetsMidResponseLeavesNoDescriptorBehind) {
+  ServerProcess server = start({"--max-body", "33554432"});
+  const IdleState idle = idle_state_after_one_request(server);
+  for (int round = 0; round < 3; ++round) {
+    Client client(server.port());
+    const std::string body(16 * 1024 * 1024, 'r');  // far more than the socket buffers hold
+    std::atomic<bool> sent{false};
+    std::thread sender([&] { sent = client.send(post_request(body), 20s); });
+    const bool answering = client.wait_for_bytes(1, 20s);
+    sender.join();
+    ASSERT_TRUE(sent && answering) << "the server did not take the body and start answering";
+    client.close_with_reset();  // mid-response: the server is still sending
+  }
+  expect_back_to_idle(server, idle);
+  expect_still_serving(server);
+  expect_clean_exit(server);
+}
+
+TEST_P(Faults, AClientThatHalfClosesAfterSendingIsAnsweredAndLeavesNoDescriptorBehind) {
+  ServerProcess server = start();
+  const IdleState idle = idle_state_after_one_request(server);
+  for (int round = 0; round < 3; ++round) {
+    Client client(server.port());
+    ASSERT_TRUE(client.send(post_request("half-closed")));
+    client.shutdown_write();  // "that is all I will send": the response must still come
+    const std::optional<Response> response = client.read_response(kPatience);
+    ASSERT_TRUE(response) << "received " << client.unread();
+    EXPECT_EQ(response->body, "half-closed");
+    EXPECT_TRUE(client.is_closed_by_peer(kPatience));
+    EXPECT_FALSE(client.peer_reset());
+  }
+  expect_back_to_idle(server, idle);
+  expect_clean_exit(server);
+}
+
+TEST_P(Faults, AClientThatVanishesMidBodyLeavesNoDescriptorBehind) {
+  ServerProcess server = start();
+  const IdleState idle = idle_state_after_one_request(server);
+  for (int round = 0; round < 4; ++round) {
+    Client client(server.port());
+    ASSERT_TRUE(client.send("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\nonly the start"));
+    std::this_thread::sleep_for(20ms);  // the server is waiting for the rest of the body
+    if (round % 2 == 0) {
+      client.close();
+    } else {
+      client.close_with_reset();
+    }
+  }
+  {
+    Client client(server.port());  // and one that vanishes mid-head
+    ASSERT_TRUE(client.send("GET / HTTP/1.1\r\nHo"));
+    std::this_thread::sleep_for(20ms);
+    client.close_with_reset();
+  }
+  expect_back_to_idle(server, idle);
+  expect_still_serving(server);
+  expect_clean_exit(server);
+}
+
+// ---- Scale (main_async) ----
+
+// Reads one response on each client, in turn; how many were Hello World.
+int count_hello_worlds(std::vector<Client>& clients) {
+  int answered = 0;
+  for (Client& client : clients) answered += is_hello_world(client.read_response(kPatience));
+  return answered;
+}
+
+TEST(Scale, MainAsyncServesTenThousandConcurrentConnections) {
+  constexpr int kConnections = kThreadSanitizer ? 2000 : 10000;
+  if (descriptor_limit() < kConnections + 100) {
+    GTEST_SKIP() << "needs `ulimit -n` of " << kConnections + 100 << ", have " << descriptor_limit();
+  }
+  ServerProcess server("main_async", {"--timeout-ms", "20000"});
+  const IdleState idle = idle_state_after_one_request(server);
+  std::vector<Client> clients;
+  clients.reserve(kConnections);
+  for (int i = 0; i < kConnections; ++i) clients.emplace_back(server.port());
+  for (Client& client : clients) ASSERT_TRUE(client.send(kGet));
+  EXPECT_EQ(count_hello_worlds(clients), kConnections);
+  // Every connection is still open (kept alive), each on a thread of its own.
+  EXPECT_EQ(thread_count(server.pid()), idle.threads + kConnections);
+  // And a second round on the same connections.
+  for (Client& client : clients) ASSERT_TRUE(client.send(kGet));
+  EXPECT_EQ(count_hello_worlds(clients), kConnections);
+  clients.clear();
+  expect_back_to_idle(server, idle);
+  expect_clean_exit(server, 5s);
+}
+
+// With --max-connections 100 and 500 clients at once: exactly 100 are served, the rest wait in
+// the kernel's queue; as the served ones leave, the next 100 are served, and so on.
+TEST(Scale, MainAsyncServesAtMostMaxConnectionsAtOnce) {
+  constexpr int kConnections = 500;
+  constexpr int kLimit = 100;
+  ServerProcess server("main_async", {"--max-connections", std::to_string(kLimit), "--timeout-ms", "20000"});
+  std::vector<Client> clients;
+  clients.reserve(kConnections);
+  for (int i = 0; i < kConnections; ++i) clients.emplace_back(server.port());
+  for (Client& client : clients) ASSERT_TRUE(client.send(kGet));
+
+  std::vector<bool> answered(kConnections, false);
+  int total = 0;
+  for (int round = 0; round < kConnections / kLimit; ++round) {
+    SCOPED_TRACE("round " + std::to_string(round));
+    std::vector<int> this_round;
+    auto collect = [&] {
+      for (int i = 0; i < kConnections; ++i) {
+        if (answered[i]) continue;
+        std::optional<Response> response = clients[i].read_response(0ms);
+        if (!response) continue;
+        EXPECT_EQ(response->body, kHelloWorld);
+        answered[i] = true;
+        this_round.push_back(i);
+      }
+      return static_cast<int>(this_round.size()) >= kLimit;
+    };
+    ASSERT_TRUE(eventually(collect)) << this_round.size() << " answered";
+    std::this_thread::sleep_for(200ms);  // time for a 101st, if the bound did not hold
+    collect();
+    EXPECT_EQ(static_cast<int>(this_round.size()), kLimit);
+    EXPECT_LE(thread_count(server.pid()), kLimit + 3);  // + main, a finishing thread, ThreadSanitizer's
+    total += static_cast<int>(this_round.size());
+    for (int i : this_round) clients[i].close();  // room for the next ones
+  }
+  EXPECT_EQ(total, kConnections);
+  clients.clear();
+  expect_clean_exit(server);
+}
+
+// ---- Shutdown under load ----
+
+// One request as a load client saw it.
+struct Sent {
+  Clock::time_point sent_at;  // when send() had handed over the last byte
+  enum Outcome { Answered, ClosedUnanswered, Truncated, Wrong } outcome;
+};
+
+// Like wrk: `kClients` keep-alive connections, each sending GET after GET, one in flight. Then
+// SIGTERM. Every request sent before the signal must be answered, whole; a request sent after
+// it may be answered or see the connection close, but a response is never cut short.
+TEST(ShutdownUnderLoad, MainAsyncAnswersEveryRequestSentBeforeSigtermAndExitsWithinASecond) {
+  constexpr int kClients = 32;
+  ServerProcess server("main_async");
+  std::vector<std::vector<Sent>> logs(kClients);
+  std::atomic<long> answered{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      Client client(server.port());
+      while (!stop) {
+        if (!client.send(kGet)) break;  // the server closed; nothing more was sent
+        Sent sent{Clock::now(), Sent::Answered};
+        const std::optional<Response> response = client.read_response(kPatience);
+        if (response) {
+          sent.outcome = is_hello_world(response) ? Sent::Answered : Sent::Wrong;
+          ++answered;
+        } else {
+          sent.outcome = client.unread().empty() ? Sent::ClosedUnanswered : Sent::Truncated;
+        }
+        logs[i].push_back(sent);
+        if (!response || response->header("Connection") == "close") break;
+      }
+    });
+  }
+  std::this_thread::sleep_for(300ms);
+  const bool loaded = eventually([&] { return answered >= 2000; }, 20s);
+  const auto signalled_at = Clock::now();
+  server.signal(SIGTERM);
+  const std::optional<int> status = server.wait_exit(1s);
+  const auto exited_after = Clock::now() - signalled_at;
+  stop = true;
+  for (std::thread& thread : threads) thread.join();
+
+  EXPECT_TRUE(loaded) << "the load did not get going";
+  EXPECT_EQ(status, 0) << "no exit with status 0 within 1 s of SIGTERM (took " << millis(exited_after) << " ms)";
+  long before = 0, unanswered_before = 0, truncated = 0, wrong = 0;
+  for (const auto& log : logs) {
+    for (const Sent& sent : log) {
+      const bool sent_before = sent.sent_at < signalled_at;
+      before += sent_before;
+      unanswered_before += sent_before && sent.outcome != Sent::Answered;
+      truncated += sent.outcome == Sent::Truncated;
+      wrong += sent.outcome == Sent::Wrong;
+    }
+  }
+  EXPECT_EQ(unanswered_before, 0) << "of " << before << " requests sent before SIGTERM";
+  EXPECT_EQ(truncated, 0);
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(server.stderr_text().find("Sanitizer"), std::string::npos) << server.stderr_text();
+}
+
+// main serves one connection at a time; the rest wait in the kernel's queue. On SIGTERM it
+// finishes the one it has, and the queued ones are refused (the kernel, not the server, had
+// their bytes). No client may get half a response.
+TEST(ShutdownUnderLoad, MainFinishesTheRequestItHasAndCutsNoResponseShort) {
+  constexpr int kClients = 8;
+  ServerProcess server("main");
+  std::atomic<long> answered{0}, truncated{0}, wrong{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&] {
+      while (!stop) {
+        std::optional<Client> client;
+        try {
+          client.emplace(server.port());
+        } catch (const std::system_error&) {
+          break;  // refused: the server has stopped listening
+        }
+        if (!client->send(kGetThenClose)) continue;
+        const std::optional<Response> response = client->read_response(kPatience);
+        if (response) {
+          ++(is_hello_world(response) ? answered : wrong);
+        } else if (!client->unread().empty()) {
+          ++truncated;
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(300ms);
+  const bool loaded = eventually([&] { return answered >= 300; }, 20s);
+  server.signal(SIGTERM);
+  const std::optional<int> status = server.wait_exit(1s);
+  stop = true;
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_TRUE(loaded);
+  EXPECT_EQ(status, 0);
+  EXPECT_EQ(truncated, 0);
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(server.stderr_text().find("Sanitizer"), std::string::npos) << server.stderr_text();
+}
+
+// ---- CleanExit: what the sanitizers see after load ----
+
+// Churned connections and kept-alive ones, then SIGTERM: exit status 0. Under `make check`
+// the server is built with AddressSanitizer, whose LeakSanitizer checks for leaks at exit,
+// or with ThreadSanitizer, which has watched every thread of the load for data races.
+class CleanExit : public BothServers {};
+RUN_AGAINST_BOTH_SERVERS(CleanExit);
+
+TEST_P(CleanExit, ExitsWithStatusZeroAndNoSanitizerReportAfterLoad) {
+  ServerProcess server = start();
+  constexpr int kThreads = 8;
+  constexpr int kRequestsEach = 100;
+  std::atomic<int> answered{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::optional<Client> kept;
+      for (int i = 0; i < kRequestsEach; ++i) {
+        const bool churn = t % 2 == 0 || !is_async();  // half the threads keep their connection
+        if (churn || !kept) kept.emplace(server.port());
+        if (!kept->send(churn ? kGetThenClose : kGet)) continue;
+        answered += is_hello_world(kept->read_response(kPatience));
+        if (churn) kept.reset();
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(answered, kThreads * kRequestsEach);
+  expect_clean_exit(server);
+}
+
+}  // namespace
