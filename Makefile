@@ -5,6 +5,9 @@
 #   make run-blocking build and start main on 127.0.0.1:8000
 #   make test         install GoogleTest if missing, build and run every test
 #   make check        the tests again under ASan+UBSan, then under TSan
+#   make soak         is memory flat after 100 000 connections? (tests/soak.sh; SOAK_ARGS=...)
+#   make soak-unreaped  the same on the broken design (a group that never joins): must fail
+#   make fuzz         fuzz the HTTP layer of both servers, FUZZ_SECONDS each (needs clang++)
 #   make clean
 #
 # CXX=clang++ works too. OUT is where the servers go, BUILD where the tests go;
@@ -26,8 +29,9 @@ SERVERS := $(OUT)/main $(OUT)/main_async
 UNIT_TESTS := tests/http_blocking_test.cpp tests/http_async_test.cpp tests/source_test.cpp
 UNIT_DEPS := main.cpp main_async.cpp tests/http_rules.inc
 INTEGRATION_TESTS := tests/integration_test.cpp
+STRESS_TESTS := tests/stress_test.cpp
 
-.PHONY: all run run-blocking test test-only check clean ensure-compiler ensure-gtest
+.PHONY: all run run-blocking test test-only check soak soak-unreaped fuzz clean ensure-compiler ensure-clang ensure-gtest
 .DEFAULT_GOAL := all
 
 all: ensure-compiler $(SERVERS)
@@ -56,13 +60,30 @@ $(BUILD)/integration_tests: $(INTEGRATION_TESTS) tests/test_support.hpp
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS) -o $@ $(INTEGRATION_TESTS) $(TEST_LIBS)
 
+# Hostile clients and faults: descriptor exhaustion, slow and vanishing clients, 10 000
+# connections, SIGTERM under load.
+$(BUILD)/stress_tests: $(STRESS_TESTS) tests/test_support.hpp
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXXFLAGS) -o $@ $(STRESS_TESTS) $(TEST_LIBS)
+
+# The fuzz target without libFuzzer: replays tests/fuzz_corpus (seeds and every input that
+# once found a bug) through the HTTP layer of each server, under whatever SANITIZE says.
+$(BUILD)/fuzz_replay_blocking: tests/fuzz_http.cpp main.cpp
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXXFLAGS) -DFUZZ_REPLAY_MAIN -DFUZZ_BLOCKING -o $@ tests/fuzz_http.cpp
+
+$(BUILD)/fuzz_replay_async: tests/fuzz_http.cpp main_async.cpp
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXXFLAGS) -DFUZZ_REPLAY_MAIN -o $@ tests/fuzz_http.cpp
+
 # Counts heap allocations by interposing malloc, which a sanitizer's own allocator forbids,
 # so it is built (and run) only without SANITIZE.
 $(BUILD)/alloc_test: tests/alloc_test.cpp main_async.cpp
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS) -o $@ tests/alloc_test.cpp $(TEST_LIBS)
 
-TEST_BINARIES := $(BUILD)/unit_tests $(BUILD)/integration_tests $(if $(SANITIZE),,$(BUILD)/alloc_test)
+TEST_BINARIES := $(BUILD)/unit_tests $(BUILD)/integration_tests $(BUILD)/stress_tests \
+	$(BUILD)/fuzz_replay_blocking $(BUILD)/fuzz_replay_async $(if $(SANITIZE),,$(BUILD)/alloc_test)
 
 test: ensure-compiler ensure-gtest
 	@$(MAKE) --no-print-directory test-only
@@ -70,7 +91,10 @@ test: ensure-compiler ensure-gtest
 test-only: $(SERVERS) $(TEST_BINARIES)
 	$(BUILD)/unit_tests --gtest_brief=1
 	$(if $(SANITIZE),,$(BUILD)/alloc_test --gtest_brief=1)
+	$(BUILD)/fuzz_replay_blocking tests/fuzz_corpus
+	$(BUILD)/fuzz_replay_async tests/fuzz_corpus
 	SERVER_DIR=$(abspath $(OUT)) $(BUILD)/integration_tests --gtest_brief=1
+	SERVER_DIR=$(abspath $(OUT)) $(BUILD)/stress_tests --gtest_brief=1
 
 # A sanitizer report in a server makes it exit non-zero, which the integration tests check.
 check: ensure-compiler ensure-gtest
@@ -79,10 +103,82 @@ check: ensure-compiler ensure-gtest
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		$(MAKE) --no-print-directory test-only SANITIZE=thread OUT=build/tsan BUILD=build/tsan
 
+# ---- soak: memory and threads under sustained load ----
+
+# The load generator tests/soak.sh drives.
+$(BUILD)/load_client: tests/load_client.cpp
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXXFLAGS) -o $@ $<
+
+# The broken design, for comparison only: main_async.cpp with its "reap" region (the
+# ThreadGroup::finish() that joins finished threads) replaced by tests/unreaped_finish.inc,
+# which keeps every finished thread unjoined until the group is destroyed.
+$(BUILD)/main_async_unreaped.cpp: main_async.cpp tests/unreaped_finish.inc
+	@mkdir -p $(BUILD)
+	awk -v replacement=tests/unreaped_finish.inc ' \
+	  /^[[:space:]]*\/\/ ANCHOR: reap$$/ { while ((getline line < replacement) > 0) print line; regions++; skip = 1; next } \
+	  /^[[:space:]]*\/\/ ANCHOR_END: reap$$/ { skip = 0; next } \
+	  !skip { print } \
+	  END { if (regions != 1 || skip) { print "main_async.cpp: no single ANCHOR: reap region" > "/dev/stderr"; exit 1 } }' \
+	  main_async.cpp > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/main_async_unreaped: $(BUILD)/main_async_unreaped.cpp
+	$(CXX) $(CXXFLAGS) -o $@ $<
+
+# `make soak` must pass: main_async's memory stays flat. `make soak-unreaped` must fail: the
+# same measurement on the broken design, which shows that the soak catches a leak. Each writes
+# its samples to $(BUILD)/soak-*.csv, for the tutorial's two RSS curves.
+SOAK_ARGS ?=
+soak: ensure-compiler $(OUT)/main_async $(BUILD)/load_client
+	tests/soak.sh --server $(OUT)/main_async --load-client $(BUILD)/load_client \
+		--csv $(BUILD)/soak-main_async.csv $(SOAK_ARGS)
+
+soak-unreaped: ensure-compiler $(BUILD)/main_async_unreaped $(BUILD)/load_client
+	@if tests/soak.sh --server $(BUILD)/main_async_unreaped --load-client $(BUILD)/load_client \
+		--connections 20000 --csv $(BUILD)/soak-main_async_unreaped.csv $(SOAK_ARGS); then \
+	  echo "soak-unreaped: the broken design passed the soak: the soak no longer catches a leak" >&2; exit 1; \
+	else echo "soak-unreaped: failed, as the broken design must"; fi
+
+# ---- fuzz: the HTTP layer of both servers under libFuzzer ----
+
+# One target, tests/fuzz_http.cpp, built once per server file. Each run starts from
+# tests/fuzz_corpus and keeps what it finds new in build/fuzz/corpus_*; a crash is saved as
+# build/fuzz/<server>-crash-* (replay it: build/fuzz/fuzz_http_<server> FILE).
+FUZZ_CXX ?= clang++
+FUZZ_SECONDS ?= 60
+FUZZ_DIR := build/fuzz
+FUZZ_FLAGS := -std=c++20 -O1 -g -Wall -Wextra -Werror -pthread \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_TARGETS := $(FUZZ_DIR)/fuzz_http_blocking $(FUZZ_DIR)/fuzz_http_async
+
+$(FUZZ_DIR)/fuzz_http_blocking: tests/fuzz_http.cpp main.cpp
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -DFUZZ_BLOCKING -o $@ tests/fuzz_http.cpp
+
+$(FUZZ_DIR)/fuzz_http_async: tests/fuzz_http.cpp main_async.cpp
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -o $@ tests/fuzz_http.cpp
+
+fuzz: ensure-clang $(FUZZ_TARGETS)
+	@for server in blocking async; do \
+	  mkdir -p $(FUZZ_DIR)/corpus_$$server; \
+	  echo "fuzzing the HTTP layer of $$server for $(FUZZ_SECONDS) s (log: $(FUZZ_DIR)/$$server.log)"; \
+	  $(FUZZ_DIR)/fuzz_http_$$server -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
+	    -dict=tests/fuzz_http.dict -artifact_prefix=$(FUZZ_DIR)/$$server- \
+	    $(FUZZ_DIR)/corpus_$$server tests/fuzz_corpus > $(FUZZ_DIR)/$$server.log 2>&1 \
+	    || { tail -n 60 $(FUZZ_DIR)/$$server.log; exit 1; }; \
+	  grep -E '(INITED|DONE) ' $(FUZZ_DIR)/$$server.log | sed 's/^/  /'; \
+	  grep -E '^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' $(FUZZ_DIR)/$$server.log \
+	    | sed 's/^/  /'; \
+	done
+
 # ---- what a fresh machine is missing ----
 
 ensure-compiler:
 	@command -v $(CXX) >/dev/null 2>&1 || tests/ensure-packages.sh g++ make
+
+ensure-clang:
+	@command -v $(FUZZ_CXX) >/dev/null 2>&1 || tests/ensure-packages.sh clang
 
 ensure-gtest:
 	@test -f /usr/include/gtest/gtest.h || test -f /usr/local/include/gtest/gtest.h \
