@@ -2,7 +2,7 @@
 //
 // main.cpp plus exactly the tutorial's lessons, each a small, visible change:
 //   a thread group     every connection runs on a thread of its own, spawned into a group that
-//                      joins finished threads as it goes and cancels them all on shutdown;
+//                      lets finished threads go as they end and cancels them all on shutdown;
 //   a keep-alive loop  a connection carries request after request (HTTP/1.1's default);
 //   tuned buffers      4096 bytes instead of 1024;
 //   no logging         nothing is printed per request (unless --log-requests).
@@ -868,13 +868,14 @@ class StopSignal {
 // Runs each task on a thread of its own, like Zig's std.Io.Group: spawn() starts one,
 // cancel() asks them all to stop, the destructor waits for them all.
 //
-// A finished thread still has to be joined, or its stack stays allocated. A group that
-// joined only at the end would grow with every connection it ever served. So each thread, as
-// it finishes, joins the one that finished before it: at most one finished thread is ever
-// waiting, and the group's memory follows the number of open connections.
+// A thread that has ended still holds its stack until it is joined or, if it was created
+// detached, until it ends. A group that kept its threads to join them at the end would grow
+// with every connection it ever served; one whose threads join each other would make each
+// ending wait for the one before it. So the threads start detached and free their own stacks
+// as they end; the group only counts the tasks still running, to wait for them.
 //
-// POSIX threads rather than std::thread, for one reason: std::thread cannot choose its stack
-// size, and the default (8 MiB) makes every new thread cost more than the connection it serves.
+// POSIX threads rather than std::thread, because std::thread cannot choose its stack size,
+// and the default (8 MiB) makes every new thread cost more than the connection it serves.
 class ThreadGroup {
  public:
   explicit ThreadGroup(std::size_t limit) : limit_(limit) {}
@@ -912,6 +913,7 @@ class ThreadGroup {
     pthread_attr_t attributes;
     pthread_attr_init(&attributes);
     pthread_attr_setstacksize(&attributes, kThreadStackSize);
+    pthread_attr_setdetachstate(&attributes, kDetachState);
     pthread_t thread;
     int error = pthread_create(&thread, &attributes, run, start.get());
     pthread_attr_destroy(&attributes);
@@ -919,8 +921,7 @@ class ThreadGroup {
       start.release();  // the new thread owns it now
       return true;
     }
-    std::lock_guard lock(mutex_);
-    --running_;
+    finish();
     return false;
   }
 
@@ -928,38 +929,31 @@ class ThreadGroup {
   // std::stop_callbacks run now, on this thread.
   void cancel() { stop_.request_stop(); }
 
-  // Waits until every task has finished and every thread is joined.
+  // Waits until every task has finished.
   void wait() {
-    std::optional<pthread_t> last;
-    {
-      std::unique_lock lock(mutex_);
-      changed_.wait(lock, [this] { return running_ == 0; });
-      last = std::exchange(last_finished_, std::nullopt);
-    }
-    if (last) pthread_join(*last, nullptr);  // which joined the one before it, and so on
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return running_ == 0; });
   }
 
  private:
   // ANCHOR: reap
-  // Called by each thread as its last act. A thread cannot join itself, so it leaves its
-  // name for the next one to finish, and joins the one that left its name before.
-  void finish() {
-    std::optional<pthread_t> previous;
-    {
-      std::lock_guard lock(mutex_);
-      previous = std::exchange(last_finished_, pthread_self());
-      --running_;
-      changed_.notify_all();  // under the lock: wait() cannot return, and the group vanish, before this is done
-    }
-    if (previous) pthread_join(*previous, nullptr);
-  }
+  // Nobody joins these threads, so they are created detached: each one's stack is freed the
+  // moment it ends. (Created joinable and never joined, every stack would stay.)
+  static constexpr int kDetachState = PTHREAD_CREATE_DETACHED;
   // ANCHOR_END: reap
+
+  // A thread's last act. Under the lock: once wait() has seen running_ reach 0 and returned,
+  // and the group is gone, no thread touches it again.
+  void finish() {
+    std::lock_guard lock(mutex_);
+    --running_;
+    changed_.notify_all();
+  }
 
   const std::size_t limit_;
   std::mutex mutex_;
   std::condition_variable changed_;
-  std::size_t running_ = 0;                 // tasks started and not yet finished
-  std::optional<pthread_t> last_finished_;  // finished, not yet joined
+  std::size_t running_ = 0;  // tasks started and not yet finished
   std::stop_source stop_;
 };
 

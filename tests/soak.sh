@@ -331,6 +331,16 @@ main() {
     echo "FAIL: $warm_threads/$end_threads thread(s) after the phases, $idle_threads when idle" >&2
     verdict=1
   fi
+  # Under load, a thread per open connection, and little more: threads that end must go while
+  # the load lasts, not only once it stops (a group whose ending threads wait for each other
+  # piles them up by the thousand and drains them afterwards).
+  local peak_threads thread_bound=$((idle_threads + 2 * (concurrency + keepalive)))
+  peak_threads=$(awk -F, 'max < $5 { max = $5 } END { print max + 0 }' "$work/samples.csv")
+  printf 'peak threads under load: %d (bound %d: twice the connections open at once)\n' "$peak_threads" "$thread_bound"
+  if ((peak_threads > thread_bound)); then
+    echo "FAIL: $peak_threads threads at once under load, more than $thread_bound" >&2
+    verdict=1
+  fi
   if ((failed_requests > 0)); then
     echo "FAIL: $failed_requests request(s) not answered with 200" >&2
     verdict=1
