@@ -56,13 +56,13 @@ $(BUILD)/unit_tests: $(UNIT_TESTS) $(UNIT_DEPS)
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS) -DPROJECT_DIR='"$(CURDIR)"' -o $@ $(UNIT_TESTS) $(TEST_LIBS)
 
-$(BUILD)/integration_tests: $(INTEGRATION_TESTS) tests/test_support.hpp
+$(BUILD)/integration_tests: $(INTEGRATION_TESTS) tests/test_support.hpp tests/server_tests.hpp
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS) -o $@ $(INTEGRATION_TESTS) $(TEST_LIBS)
 
 # Hostile clients and faults: descriptor exhaustion, slow and vanishing clients, 10 000
 # connections, SIGTERM under load.
-$(BUILD)/stress_tests: $(STRESS_TESTS) tests/test_support.hpp
+$(BUILD)/stress_tests: $(STRESS_TESTS) tests/test_support.hpp tests/server_tests.hpp
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS) -o $@ $(STRESS_TESTS) $(TEST_LIBS)
 

@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "server_tests.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -192,16 +193,6 @@ rlim_t descriptor_limit() {
   return limit.rlim_cur;
 }
 
-class BothServers : public ::testing::TestWithParam<const char*> {
- protected:
-  ServerProcess start(std::vector<std::string> args = {}) const { return ServerProcess(GetParam(), std::move(args)); }
-  bool is_async() const { return std::string_view(GetParam()) == "main_async"; }
-};
-
-std::string binary_name(const ::testing::TestParamInfo<const char*>& info) { return info.param; }
-
-#define RUN_AGAINST_BOTH_SERVERS(Suite) \
-  INSTANTIATE_TEST_SUITE_P(BothServers, Suite, ::testing::Values("main", "main_async"), binary_name)
 
 // ---- DescriptorExhaustion (main_async) ----
 
