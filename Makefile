@@ -113,9 +113,9 @@ $(BUILD)/load_client: tests/load_client.cpp
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS) -o $@ $<
 
-# The broken design, for comparison only: main_async.cpp with its "reap" region (the
-# ThreadGroup::finish() that joins finished threads) replaced by tests/unreaped_finish.inc,
-# which keeps every finished thread unjoined until the group is destroyed.
+# The broken design, for comparison only: main_async.cpp with its "reap" region (threads
+# created detached, so each frees its stack as it ends) replaced by tests/unreaped_finish.inc,
+# which creates them joinable and never joins them.
 $(BUILD)/main_async_unreaped.cpp: main_async.cpp tests/unreaped_finish.inc
 	@mkdir -p $(BUILD)
 	awk -v replacement=tests/unreaped_finish.inc ' \

@@ -27,7 +27,6 @@
 #include <sys/time.h>
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <cerrno>
 #include <charconv>

@@ -11,9 +11,9 @@
 #   - RSS may grow by at most --rss-bound KiB (default 2048). Why 2 MiB: the warm-up has
 #     already brought the allocator's arenas and the C library's stack cache to their working
 #     size, so a server that frees what each connection used stays flat but for allocator
-#     noise (a few hundred KiB). A leak does not: the smallest thing a connection owns, its
-#     list node in the thread group (32 bytes with malloc's header), leaked 100 000 times is
-#     3.1 MiB; a thread stack left unjoined is 8 KiB or more of touched pages per connection.
+#     noise (a few hundred KiB). A leak does not: the smallest heap block a connection could
+#     leave behind (32 bytes with malloc's header), leaked 100 000 times, is 3.1 MiB; a thread
+#     stack never freed is 8 KiB or more of touched pages per connection.
 #     2 MiB over 100 000 connections is 21 bytes a connection: less than any object that
 #     could leak.
 #   - threads must come back to the count the idle server had before any load.
