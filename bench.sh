@@ -23,7 +23,7 @@ fi
 # ---- Configuration ----
 
 readonly BODY="Hello World!"
-readonly ALL_SCENARIOS="keep-alive,ladder,churn,scaling"
+readonly ALL_SCENARIOS="keep-alive,ladder,buffers,churn,scaling"
 readonly SCALING_CONNECTIONS="10 100 1000"  # --big adds 10000
 readonly BIG_CONNECTIONS=10000
 readonly READY_TRIES=100                   # x 0.1 s: how long a server may take to answer
@@ -57,6 +57,7 @@ Scenarios (all run by default):
               --no-keepalive --buffer-size 1024 --log-requests (thread group only), then
               --buffer-size 1024 --log-requests (+ keep-alive), then --log-requests (+ 4096-byte
               buffers), then main_async (- logging); Caddy as the reference
+  buffers     main_async with --buffer-size 1024, 4096 (as shipped) and 8192, no logging
   churn       a new connection per request (-H "Connection: close"), every server
   scaling     -c 10, 100, 1000 (and 10000 with --big) against main_async, Caddy and nginx
 
@@ -205,6 +206,8 @@ server_command() {
     step_group) printf '%s\n' ./main_async --port 0 --no-keepalive --buffer-size 1024 --log-requests ;;
     step_keepalive) printf '%s\n' ./main_async --port 0 --buffer-size 1024 --log-requests ;;
     step_buffers) printf '%s\n' ./main_async --port 0 --log-requests ;;
+    buffer_1024) printf '%s\n' ./main_async --port 0 --buffer-size 1024 ;;
+    buffer_8192) printf '%s\n' ./main_async --port 0 --buffer-size 8192 ;;
     caddy) printf '%s\n' caddy respond --listen 127.0.0.1:0 "$BODY" ;;
     nginx) printf '%s\n' "$(nginx_binary)" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" ;;
   esac
@@ -446,6 +449,11 @@ scenario_rows() {
       row main_async "$connections" keep-alive "5. - logging (main_async)" "5. no logging"
       row caddy "$connections" keep-alive "Caddy (reference)" "Caddy"
       ;;
+    buffers)
+      row buffer_1024 "$connections" keep-alive "main_async --buffer-size 1024" "1024 B"
+      row main_async "$connections" keep-alive "main_async (4096, as shipped)" "4096 B"
+      row buffer_8192 "$connections" keep-alive "main_async --buffer-size 8192" "8192 B"
+      ;;
     scaling)
       local conns
       for conns in $(scaling_levels); do
@@ -461,6 +469,7 @@ scenario_title() {
   case $1 in
     keep-alive) echo "Keep-alive: wrk -t$threads -c$connections -d$duration --latency" ;;
     ladder) echo "The ladder: the tutorial's steps, one binary each" ;;
+    buffers) echo "Buffer sizes: main_async with 1024, 4096 and 8192-byte buffers" ;;
     churn) echo "Churn: a new connection per request (Connection: close)" ;;
     scaling) echo "Scaling: connections $(scaling_levels | tr ' ' ',' | sed 's/,/, /g')" ;;
   esac
