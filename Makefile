@@ -7,6 +7,7 @@
 #   make check        the tests again under ASan+UBSan, then under TSan
 #   make soak         is memory flat after 100 000 connections? (tests/soak.sh; SOAK_ARGS=...)
 #   make soak-unreaped  the same on the broken design (a group that never joins): must fail
+#   make tutorial     rewrite the tutorial's code blocks from the source (make test checks them)
 #   make fuzz         fuzz the HTTP layer of both servers, FUZZ_SECONDS each (needs clang++)
 #   make clean
 #
@@ -26,12 +27,13 @@ CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -Werror -pthread $(if $(SANITIZE),$(
 TEST_LIBS := -lgtest -lgtest_main -pthread
 
 SERVERS := $(OUT)/main $(OUT)/main_async
-UNIT_TESTS := tests/http_blocking_test.cpp tests/http_async_test.cpp tests/source_test.cpp
-UNIT_DEPS := main.cpp main_async.cpp tests/http_rules.inc
+UNIT_TESTS := tests/http_blocking_test.cpp tests/http_async_test.cpp tests/source_test.cpp \
+	tests/tutorial_code_test.cpp
+UNIT_DEPS := main.cpp main_async.cpp tests/http_rules.inc tests/tutorial_code.cpp
 INTEGRATION_TESTS := tests/integration_test.cpp
 STRESS_TESTS := tests/stress_test.cpp
 
-.PHONY: all run run-blocking test test-only check soak soak-unreaped fuzz clean ensure-compiler ensure-clang ensure-gtest
+.PHONY: all run run-blocking tutorial test test-only check soak soak-unreaped fuzz clean ensure-compiler ensure-clang ensure-gtest
 .DEFAULT_GOAL := all
 
 all: ensure-compiler $(SERVERS)
@@ -49,6 +51,19 @@ run: all
 
 run-blocking: all
 	./main --host 127.0.0.1 --port 8000
+
+# ---- the tutorial ----
+
+# Every project code block in tutorial/*.md is a named region of the source (// ANCHOR: name).
+# `make tutorial` rewrites the blocks from the source; `make test` fails while one differs.
+CHAPTERS := $(wildcard tutorial/*.md)
+
+$(BUILD)/tutorial_code: tests/tutorial_code.cpp
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXXFLAGS) -o $@ $<
+
+tutorial: ensure-compiler $(BUILD)/tutorial_code
+	$(BUILD)/tutorial_code --write $(CHAPTERS)
 
 # ---- tests ----
 
@@ -82,13 +97,14 @@ $(BUILD)/alloc_test: tests/alloc_test.cpp main_async.cpp
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS) -o $@ tests/alloc_test.cpp $(TEST_LIBS)
 
-TEST_BINARIES := $(BUILD)/unit_tests $(BUILD)/integration_tests $(BUILD)/stress_tests \
+TEST_BINARIES := $(BUILD)/tutorial_code $(BUILD)/unit_tests $(BUILD)/integration_tests $(BUILD)/stress_tests \
 	$(BUILD)/fuzz_replay_blocking $(BUILD)/fuzz_replay_async $(if $(SANITIZE),,$(BUILD)/alloc_test)
 
 test: ensure-compiler ensure-gtest
 	@$(MAKE) --no-print-directory test-only
 
 test-only: $(SERVERS) $(TEST_BINARIES)
+	$(BUILD)/tutorial_code --check $(CHAPTERS)
 	$(BUILD)/unit_tests --gtest_brief=1
 	$(if $(SANITIZE),,$(BUILD)/alloc_test --gtest_brief=1)
 	$(BUILD)/fuzz_replay_blocking tests/fuzz_corpus

@@ -42,6 +42,7 @@ namespace {
 
 // ---- Configuration ----
 
+// ANCHOR: config
 // Untuned on purpose: the tutorial measures what 4096 buys. A request head must fit (else 431).
 constexpr std::size_t kBufferSize = 1024;
 constexpr int kListenBacklog = 1024;  // connections the kernel queues until accept() takes them
@@ -49,12 +50,14 @@ constexpr int kDefaultPort = 8000;
 constexpr int kDefaultTimeoutMs = 5000;              // a silent client holds our only slot this long
 constexpr std::uint64_t kDefaultMaxBody = 1 << 20;   // 1 MiB: the echo keeps the body in memory
 constexpr auto kLingerTime = std::chrono::milliseconds(500);  // see linger_before_close()
+// ANCHOR_END: config
 
 using Clock = std::chrono::steady_clock;
 using Deadline = Clock::time_point;
 
 // ---- TCP layer ----
 
+// ANCHOR: socket
 // Owns a file descriptor: closed exactly once, when the owner goes away. Move-only.
 class Socket {
  public:
@@ -77,7 +80,9 @@ class Socket {
  private:
   int fd_ = -1;
 };
+// ANCHOR_END: socket
 
+// ANCHOR: listen_on
 // Binds and listens on host:port (port 0 lets the kernel pick). Returns an empty Socket and
 // prints why on failure.
 Socket listen_on(const std::string& host, int port) {
@@ -104,6 +109,7 @@ Socket listen_on(const std::string& host, int port) {
   }
   return listener;
 }
+// ANCHOR_END: listen_on
 
 // "http://127.0.0.1:8000": the address the kernel actually bound, with the real port.
 std::string local_url(const Socket& listener) {
@@ -124,6 +130,7 @@ std::string local_url(const Socket& listener) {
   return "http://" + std::string(host) + ":" + std::to_string(port);
 }
 
+// ANCHOR: accept_connection
 // Waits for the next connection, or returns an empty Socket once `stop_fd` becomes readable.
 // Failures of accept() are the client's or a passing shortage (EMFILE, ENFILE, ENOBUFS): the
 // server backs off briefly and goes on, instead of exiting or spinning on a full table.
@@ -153,7 +160,9 @@ Socket accept_connection(const Socket& listener, int stop_fd, std::chrono::milli
     return connection;
   }
 }
+// ANCHOR_END: accept_connection
 
+// ANCHOR: reader
 // Why a Reader::fill() brought no new bytes.
 enum class Fill { Data, Eof, Timeout, Stopped, NoRoom, Error };
 
@@ -174,6 +183,7 @@ class Reader {
   void keep_consumed() { kept_ = start_; }
   void release_consumed() { kept_ = 0; }
 
+  // ANCHOR: reader_fill
   // Waits until more bytes arrive (or the deadline passes) and appends them.
   Fill fill(Deadline deadline) {
     make_room();
@@ -199,6 +209,7 @@ class Reader {
       if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) return Fill::Error;
     }
   }
+  // ANCHOR_END: reader_fill
 
  private:
   // SO_RCVTIMEO bounds how long a recv() waits. Setting it is a system call of its own, so
@@ -231,7 +242,9 @@ class Reader {
   std::size_t kept_ = 0;   // consumed bytes before this are kept in place
   std::chrono::milliseconds receive_wait_{0};  // the SO_RCVTIMEO now set (0: none)
 };
+// ANCHOR_END: reader
 
+// ANCHOR: writer
 // Buffered writing to a connection from a buffer the caller owns: a response is assembled
 // in the buffer and leaves in one send() on flush(). Larger pieces go straight out.
 class Writer {
@@ -273,7 +286,9 @@ class Writer {
   std::span<char> buffer_;
   std::size_t used_ = 0;
 };
+// ANCHOR_END: writer
 
+// ANCHOR: linger
 // Closing a socket that still has unread input makes the kernel send a reset, which can
 // destroy our last response before the client reads it. So before the server closes a
 // connection it says "no more from me" (FIN) and reads and discards until the client
@@ -285,9 +300,11 @@ void linger_before_close(const Socket& connection, Reader& reader) {
     reader.consume(reader.buffered().size());
   } while (reader.fill(deadline) == Fill::Data);
 }
+// ANCHOR_END: linger
 
 // ---- HTTP layer ----
 
+// ANCHOR: status
 enum class Status {
   Continue = 100,
   OK = 200,
@@ -301,6 +318,7 @@ enum class Status {
   NotImplemented = 501,
   VersionNotSupported = 505,
 };
+// ANCHOR_END: status
 
 std::string_view reason_phrase(Status status) {
   switch (status) {
@@ -319,6 +337,7 @@ std::string_view reason_phrase(Status status) {
   return "Unknown";
 }
 
+// ANCHOR: request
 // What the server needs to know about a request. The views point into the reader's buffer.
 struct Request {
   std::string_view method;
@@ -335,6 +354,7 @@ struct ParsedHead {
   Status status = Status::OK;
   Request request;
 };
+// ANCHOR_END: request
 
 ParsedHead rejected(Status status) {
   ParsedHead parsed;
@@ -431,6 +451,7 @@ bool is_valid_host(std::string_view host) {
   return port.empty() || (port.front() == ':' && std::all_of(port.begin() + 1, port.end(), is_digit));
 }
 
+// ANCHOR: request_line
 // request-line = method SP request-target SP HTTP-version
 Status parse_request_line(std::string_view line, Request& request) {
   std::size_t first_space = line.find(' ');
@@ -452,7 +473,9 @@ Status parse_request_line(std::string_view line, Request& request) {
   request.minor_version = version[7] == '0' ? 0 : 1;
   return Status::OK;
 }
+// ANCHOR_END: request_line
 
+// ANCHOR: field_line
 // field-line = field-name ":" OWS field-value OWS. Splits one line, or says it is malformed.
 bool split_field_line(std::string_view line, std::string_view& name, std::string_view& value) {
   std::size_t colon = line.find(':');
@@ -461,7 +484,9 @@ bool split_field_line(std::string_view line, std::string_view& name, std::string
   value = trim_whitespace(line.substr(colon + 1));
   return is_token(name) && is_field_value(value);
 }
+// ANCHOR_END: field_line
 
+// ANCHOR: parse_head
 // Parses a complete request head: the request line and field lines, each ending in CRLF, up
 // to and including the empty line. Checks every rule that keeps message framing unambiguous.
 ParsedHead parse_request_head(std::string_view head) {
@@ -525,6 +550,7 @@ ParsedHead parse_request_head(std::string_view head) {
   // RFC 9112 3.2: exactly one Host in HTTP/1.1; never more than one.
   if (hosts > 1 || (hosts == 0 && request.minor_version == 1)) return fail(Status::BadRequest);
 
+  // ANCHOR: framing
   // RFC 9112 6.1 and 6.3: the body's length must be unambiguous. Transfer-Encoding together
   // with Content-Length is the classic request-smuggling vector, so both is an error, as is
   // Transfer-Encoding in HTTP/1.0 or a chunked coding that is not last (or given twice).
@@ -535,12 +561,15 @@ ParsedHead parse_request_head(std::string_view head) {
     if (unknown_coding) return fail(Status::NotImplemented);
     request.chunked = true;
   }
+  // ANCHOR_END: framing
   if (unknown_expectation) return fail(Status::ExpectationFailed);
 
   request.keep_alive = request.minor_version == 1 ? !connection_close : connection_keep_alive && !connection_close;
   return parsed;
 }
+// ANCHOR_END: parse_head
 
+// ANCHOR: scan_head
 // Where the head ends in the bytes received so far. Lines must end in CRLF: a bare CR or LF
 // is rejected at once rather than guessed at, since two parsers guessing differently is how
 // requests get smuggled.
@@ -565,7 +594,9 @@ HeadScan scan_request_head(std::string_view data) {
   }
   return scan;
 }
+// ANCHOR_END: scan_head
 
+// ANCHOR: read_head
 // Reads a request head from the connection. Returns OK and the request, an error status to
 // answer with, or nullopt when the connection ended before a request began (nothing to say).
 std::optional<ParsedHead> read_request_head(Reader& reader, Deadline deadline) {
@@ -594,6 +625,7 @@ std::optional<ParsedHead> read_request_head(Reader& reader, Deadline deadline) {
     }
   }
 }
+// ANCHOR_END: read_head
 
 // Limits the HTTP layer enforces; the server passes them from its flags.
 struct Limits {
@@ -678,6 +710,7 @@ bool is_chunk_extension(std::string_view s) {
   return true;
 }
 
+// ANCHOR: chunked
 // chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 7.1). Extensions are
 // checked and ignored; trailer fields are checked and dropped.
 BodyResult read_chunked_body(Reader& reader, std::string& body, const Limits& limits) {
@@ -703,7 +736,9 @@ BodyResult read_chunked_body(Reader& reader, std::string& body, const Limits& li
     if (!split_field_line(line, name, value)) return Status::BadRequest;
   }
 }
+// ANCHOR_END: chunked
 
+// ANCHOR: read_body
 // Reads the request's body into `body` (cleared first; its capacity is reused).
 BodyResult read_body(Reader& reader, Writer& writer, const Request& request, std::string& body,
                      const Limits& limits) {
@@ -716,7 +751,9 @@ BodyResult read_body(Reader& reader, Writer& writer, const Request& request, std
   if (request.chunked) return read_chunked_body(reader, body, limits);
   return read_exactly(reader, request.content_length, body, limits);
 }
+// ANCHOR_END: read_body
 
+// ANCHOR: http_date
 // IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 5.6.7), formatted at most
 // once a second per thread. <chrono> calendar types: no locale, no time zone, no allocation.
 std::string_view http_date() {
@@ -745,7 +782,9 @@ std::string_view http_date() {
   }
   return {text, sizeof text - 1};
 }
+// ANCHOR_END: http_date
 
+// ANCHOR: write_response
 struct Response {
   Status status;
   std::string_view content_type;
@@ -767,11 +806,13 @@ bool write_response(Writer& out, const Response& response, bool include_body, Pe
   if (ok && persistence == Persistence::KeepAlive10) ok = out.write("Connection: keep-alive\r\n");
   return ok && out.write("\r\n") && (!include_body || out.write(response.body));
 }
+// ANCHOR_END: write_response
 
 Response error_response(Status status) {
   return {status, "text/plain", reason_phrase(status), {}};
 }
 
+// ANCHOR: serve_request
 // The application: from a complete request and its body to a response.
 using Handler = Response (*)(const Request& request, std::string_view body);
 
@@ -810,17 +851,21 @@ Exchange serve_request(Reader& reader, Writer& writer, std::string& body, Handle
   exchange.keep_alive &= exchange.answered;
   return exchange;
 }
+// ANCHOR_END: serve_request
 
 // ---- Application ----
 
+// ANCHOR: handle
 Response handle(const Request& request, std::string_view body) {
   if (request.method == "GET" || request.method == "HEAD") return {Status::OK, "text/plain", "Hello World!", {}};
   if (request.method == "POST") return {Status::OK, "application/octet-stream", body, {}};
   return {Status::MethodNotAllowed, "text/plain", "Method Not Allowed", "GET, HEAD, POST"};
 }
+// ANCHOR_END: handle
 
 // ---- Stopping ----
 
+// ANCHOR: stop_signal
 // SIGINT and SIGTERM ask the server to stop. A signal handler may do almost nothing safely,
 // so it writes one byte to a pipe (the "self-pipe trick"); whoever waits in poll() on the
 // pipe's read end wakes up. The byte is never read: the pipe stays readable, for everyone.
@@ -851,15 +896,19 @@ class StopSignal {
   static inline int read_fd_ = -1;
   static inline int write_fd_ = -1;
 };
+// ANCHOR_END: stop_signal
 
 // ---- Server ----
 
+// ANCHOR: options
 struct Options {
   std::string host = "127.0.0.1";
   int port = kDefaultPort;
   Limits limits{kDefaultMaxBody, std::chrono::milliseconds(kDefaultTimeoutMs)};
 };
+// ANCHOR_END: options
 
+// ANCHOR: log_request
 // One line per answered request, e.g. "GET /index.html 200"; "-" for what a bad request lacked.
 void log_request(const Exchange& exchange) {
   auto shown = [](std::string_view s) { return s.empty() ? std::string_view("-") : s; };
@@ -867,7 +916,9 @@ void log_request(const Exchange& exchange) {
   std::fprintf(stderr, "%.*s %.*s %d\n", static_cast<int>(method.size()), method.data(),
                static_cast<int>(target.size()), target.data(), static_cast<int>(exchange.status));
 }
+// ANCHOR_END: log_request
 
+// ANCHOR: serve_connection
 // One request, one response, close: the simplest thing that is still HTTP/1.1.
 void serve_connection(Socket connection, const Options& options) {
   std::array<char, kBufferSize> input, output;
@@ -880,7 +931,9 @@ void serve_connection(Socket connection, const Options& options) {
     linger_before_close(connection, reader);
   }
 }
+// ANCHOR_END: serve_connection
 
+// ANCHOR: run_server
 int run_server(const Options& options) {
   if (!StopSignal::install()) return 1;
   Socket listener = listen_on(options.host, options.port);
@@ -893,6 +946,7 @@ int run_server(const Options& options) {
   }
   return 0;
 }
+// ANCHOR_END: run_server
 
 // ---- main ----
 
@@ -973,6 +1027,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
 }  // namespace
 
 #ifndef HTTP_SERVER_NO_MAIN
+// ANCHOR: main
 int main(int argc, char** argv) {
   std::optional<Options> options = parse_options(argc, argv);
   if (!options) {
@@ -981,4 +1036,5 @@ int main(int argc, char** argv) {
   }
   return run_server(*options);
 }
+// ANCHOR_END: main
 #endif

@@ -50,6 +50,7 @@ namespace {
 
 // ---- Configuration ----
 
+// ANCHOR: config
 constexpr std::size_t kDefaultBufferSize = 4096;  // tuned from 1024: fits typical request heads
 constexpr std::size_t kMinBufferSize = 64;        // --buffer-size: at least a short request line
 constexpr int kListenBacklog = 1024;  // connections the kernel queues until accept() takes them
@@ -58,6 +59,7 @@ constexpr int kDefaultTimeoutMs = 5000;              // idle keep-alive connecti
 constexpr std::uint64_t kDefaultMaxBody = 1 << 20;   // 1 MiB: the echo keeps the body in memory
 constexpr std::size_t kDefaultMaxConnections = 10000;  // back-pressure: beyond this, accept waits
 constexpr std::size_t kThreadStackSize = 256 * 1024;  // a connection uses a few KiB of stack; 8 MiB is the default
+// ANCHOR_END: config
 constexpr auto kLingerTime = std::chrono::milliseconds(500);  // see linger_before_close()
 
 using Clock = std::chrono::steady_clock;
@@ -65,6 +67,7 @@ using Deadline = Clock::time_point;
 
 // ---- TCP layer ----
 
+// ANCHOR: socket
 // Owns a file descriptor: closed exactly once, when the owner goes away. Move-only.
 class Socket {
  public:
@@ -87,7 +90,9 @@ class Socket {
  private:
   int fd_ = -1;
 };
+// ANCHOR_END: socket
 
+// ANCHOR: listen_on
 // Binds and listens on host:port (port 0 lets the kernel pick). Returns an empty Socket and
 // prints why on failure.
 Socket listen_on(const std::string& host, int port) {
@@ -114,6 +119,7 @@ Socket listen_on(const std::string& host, int port) {
   }
   return listener;
 }
+// ANCHOR_END: listen_on
 
 // "http://127.0.0.1:8000": the address the kernel actually bound, with the real port.
 std::string local_url(const Socket& listener) {
@@ -134,6 +140,7 @@ std::string local_url(const Socket& listener) {
   return "http://" + std::string(host) + ":" + std::to_string(port);
 }
 
+// ANCHOR: accept_connection
 // Waits for the next connection, or returns an empty Socket once `stop_fd` becomes readable.
 // Failures of accept() are the client's or a passing shortage (EMFILE, ENFILE, ENOBUFS): the
 // server backs off briefly and goes on, instead of exiting or spinning on a full table.
@@ -163,7 +170,9 @@ Socket accept_connection(const Socket& listener, int stop_fd, std::chrono::milli
     return connection;
   }
 }
+// ANCHOR_END: accept_connection
 
+// ANCHOR: reader
 // Why a Reader::fill() brought no new bytes.
 enum class Fill { Data, Eof, Timeout, Stopped, NoRoom, Error };
 
@@ -184,6 +193,7 @@ class Reader {
   void keep_consumed() { kept_ = start_; }
   void release_consumed() { kept_ = 0; }
 
+  // ANCHOR: reader_fill
   // Waits until more bytes arrive (or the deadline passes) and appends them.
   Fill fill(Deadline deadline) {
     make_room();
@@ -209,6 +219,7 @@ class Reader {
       if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) return Fill::Error;
     }
   }
+  // ANCHOR_END: reader_fill
 
  private:
   // SO_RCVTIMEO bounds how long a recv() waits. Setting it is a system call of its own, so
@@ -241,7 +252,9 @@ class Reader {
   std::size_t kept_ = 0;   // consumed bytes before this are kept in place
   std::chrono::milliseconds receive_wait_{0};  // the SO_RCVTIMEO now set (0: none)
 };
+// ANCHOR_END: reader
 
+// ANCHOR: writer
 // Buffered writing to a connection from a buffer the caller owns: a response is assembled
 // in the buffer and leaves in one send() on flush(). Larger pieces go straight out.
 class Writer {
@@ -283,7 +296,9 @@ class Writer {
   std::span<char> buffer_;
   std::size_t used_ = 0;
 };
+// ANCHOR_END: writer
 
+// ANCHOR: linger
 // Closing a socket that still has unread input makes the kernel send a reset, which can
 // destroy our last response before the client reads it. So before the server closes a
 // connection it says "no more from me" (FIN) and reads and discards until the client
@@ -295,9 +310,11 @@ void linger_before_close(const Socket& connection, Reader& reader) {
     reader.consume(reader.buffered().size());
   } while (reader.fill(deadline) == Fill::Data);
 }
+// ANCHOR_END: linger
 
 // ---- HTTP layer ----
 
+// ANCHOR: status
 enum class Status {
   Continue = 100,
   OK = 200,
@@ -311,6 +328,7 @@ enum class Status {
   NotImplemented = 501,
   VersionNotSupported = 505,
 };
+// ANCHOR_END: status
 
 std::string_view reason_phrase(Status status) {
   switch (status) {
@@ -329,6 +347,7 @@ std::string_view reason_phrase(Status status) {
   return "Unknown";
 }
 
+// ANCHOR: request
 // What the server needs to know about a request. The views point into the reader's buffer.
 struct Request {
   std::string_view method;
@@ -345,6 +364,7 @@ struct ParsedHead {
   Status status = Status::OK;
   Request request;
 };
+// ANCHOR_END: request
 
 ParsedHead rejected(Status status) {
   ParsedHead parsed;
@@ -441,6 +461,7 @@ bool is_valid_host(std::string_view host) {
   return port.empty() || (port.front() == ':' && std::all_of(port.begin() + 1, port.end(), is_digit));
 }
 
+// ANCHOR: request_line
 // request-line = method SP request-target SP HTTP-version
 Status parse_request_line(std::string_view line, Request& request) {
   std::size_t first_space = line.find(' ');
@@ -462,7 +483,9 @@ Status parse_request_line(std::string_view line, Request& request) {
   request.minor_version = version[7] == '0' ? 0 : 1;
   return Status::OK;
 }
+// ANCHOR_END: request_line
 
+// ANCHOR: field_line
 // field-line = field-name ":" OWS field-value OWS. Splits one line, or says it is malformed.
 bool split_field_line(std::string_view line, std::string_view& name, std::string_view& value) {
   std::size_t colon = line.find(':');
@@ -471,7 +494,9 @@ bool split_field_line(std::string_view line, std::string_view& name, std::string
   value = trim_whitespace(line.substr(colon + 1));
   return is_token(name) && is_field_value(value);
 }
+// ANCHOR_END: field_line
 
+// ANCHOR: parse_head
 // Parses a complete request head: the request line and field lines, each ending in CRLF, up
 // to and including the empty line. Checks every rule that keeps message framing unambiguous.
 ParsedHead parse_request_head(std::string_view head) {
@@ -535,6 +560,7 @@ ParsedHead parse_request_head(std::string_view head) {
   // RFC 9112 3.2: exactly one Host in HTTP/1.1; never more than one.
   if (hosts > 1 || (hosts == 0 && request.minor_version == 1)) return fail(Status::BadRequest);
 
+  // ANCHOR: framing
   // RFC 9112 6.1 and 6.3: the body's length must be unambiguous. Transfer-Encoding together
   // with Content-Length is the classic request-smuggling vector, so both is an error, as is
   // Transfer-Encoding in HTTP/1.0 or a chunked coding that is not last (or given twice).
@@ -545,12 +571,15 @@ ParsedHead parse_request_head(std::string_view head) {
     if (unknown_coding) return fail(Status::NotImplemented);
     request.chunked = true;
   }
+  // ANCHOR_END: framing
   if (unknown_expectation) return fail(Status::ExpectationFailed);
 
   request.keep_alive = request.minor_version == 1 ? !connection_close : connection_keep_alive && !connection_close;
   return parsed;
 }
+// ANCHOR_END: parse_head
 
+// ANCHOR: scan_head
 // Where the head ends in the bytes received so far. Lines must end in CRLF: a bare CR or LF
 // is rejected at once rather than guessed at, since two parsers guessing differently is how
 // requests get smuggled.
@@ -575,7 +604,9 @@ HeadScan scan_request_head(std::string_view data) {
   }
   return scan;
 }
+// ANCHOR_END: scan_head
 
+// ANCHOR: read_head
 // Reads a request head from the connection. Returns OK and the request, an error status to
 // answer with, or nullopt when the connection ended before a request began (nothing to say).
 std::optional<ParsedHead> read_request_head(Reader& reader, Deadline deadline) {
@@ -604,6 +635,7 @@ std::optional<ParsedHead> read_request_head(Reader& reader, Deadline deadline) {
     }
   }
 }
+// ANCHOR_END: read_head
 
 // Limits the HTTP layer enforces; the server passes them from its flags.
 struct Limits {
@@ -688,6 +720,7 @@ bool is_chunk_extension(std::string_view s) {
   return true;
 }
 
+// ANCHOR: chunked
 // chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 7.1). Extensions are
 // checked and ignored; trailer fields are checked and dropped.
 BodyResult read_chunked_body(Reader& reader, std::string& body, const Limits& limits) {
@@ -713,7 +746,9 @@ BodyResult read_chunked_body(Reader& reader, std::string& body, const Limits& li
     if (!split_field_line(line, name, value)) return Status::BadRequest;
   }
 }
+// ANCHOR_END: chunked
 
+// ANCHOR: read_body
 // Reads the request's body into `body` (cleared first; its capacity is reused).
 BodyResult read_body(Reader& reader, Writer& writer, const Request& request, std::string& body,
                      const Limits& limits) {
@@ -726,7 +761,9 @@ BodyResult read_body(Reader& reader, Writer& writer, const Request& request, std
   if (request.chunked) return read_chunked_body(reader, body, limits);
   return read_exactly(reader, request.content_length, body, limits);
 }
+// ANCHOR_END: read_body
 
+// ANCHOR: http_date
 // IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 5.6.7), formatted at most
 // once a second per thread. <chrono> calendar types: no locale, no time zone, no allocation.
 std::string_view http_date() {
@@ -755,7 +792,9 @@ std::string_view http_date() {
   }
   return {text, sizeof text - 1};
 }
+// ANCHOR_END: http_date
 
+// ANCHOR: write_response
 struct Response {
   Status status;
   std::string_view content_type;
@@ -777,11 +816,13 @@ bool write_response(Writer& out, const Response& response, bool include_body, Pe
   if (ok && persistence == Persistence::KeepAlive10) ok = out.write("Connection: keep-alive\r\n");
   return ok && out.write("\r\n") && (!include_body || out.write(response.body));
 }
+// ANCHOR_END: write_response
 
 Response error_response(Status status) {
   return {status, "text/plain", reason_phrase(status), {}};
 }
 
+// ANCHOR: serve_request
 // The application: from a complete request and its body to a response.
 using Handler = Response (*)(const Request& request, std::string_view body);
 
@@ -820,17 +861,21 @@ Exchange serve_request(Reader& reader, Writer& writer, std::string& body, Handle
   exchange.keep_alive &= exchange.answered;
   return exchange;
 }
+// ANCHOR_END: serve_request
 
 // ---- Application ----
 
+// ANCHOR: handle
 Response handle(const Request& request, std::string_view body) {
   if (request.method == "GET" || request.method == "HEAD") return {Status::OK, "text/plain", "Hello World!", {}};
   if (request.method == "POST") return {Status::OK, "application/octet-stream", body, {}};
   return {Status::MethodNotAllowed, "text/plain", "Method Not Allowed", "GET, HEAD, POST"};
 }
+// ANCHOR_END: handle
 
 // ---- Stopping ----
 
+// ANCHOR: stop_signal
 // SIGINT and SIGTERM ask the server to stop. A signal handler may do almost nothing safely,
 // so it writes one byte to a pipe (the "self-pipe trick"); whoever waits in poll() on the
 // pipe's read end wakes up. The byte is never read: the pipe stays readable, for everyone.
@@ -861,9 +906,11 @@ class StopSignal {
   static inline int read_fd_ = -1;
   static inline int write_fd_ = -1;
 };
+// ANCHOR_END: stop_signal
 
 // ---- Thread group ----
 
+// ANCHOR: thread_group
 // Runs each task on a thread of its own, like Zig's std.Io.Group: spawn() starts one,
 // cancel() asks them all to stop, the destructor waits for them all.
 //
@@ -882,12 +929,15 @@ class ThreadGroup {
   ThreadGroup& operator=(const ThreadGroup&) = delete;
   ~ThreadGroup() { wait(); }
 
+  // ANCHOR: wait_for_room
   // Back-pressure: waits up to `timeout` for fewer than `limit` tasks to be running.
   bool wait_for_room(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
     return changed_.wait_for(lock, timeout, [this] { return running_ < limit_; });
   }
+  // ANCHOR_END: wait_for_room
 
+  // ANCHOR: spawn
   // Starts task(stop_token) on a new thread. False when the system has no thread to give;
   // the task is then destroyed unrun.
   template <typename Task>
@@ -923,7 +973,9 @@ class ThreadGroup {
     finish();
     return false;
   }
+  // ANCHOR_END: spawn
 
+  // ANCHOR: cancel_wait
   // Asks every task, running or spawned later, to stop: its stop_token says so, and its
   // std::stop_callbacks run now, on this thread.
   void cancel() { stop_.request_stop(); }
@@ -933,6 +985,7 @@ class ThreadGroup {
     std::unique_lock lock(mutex_);
     changed_.wait(lock, [this] { return running_ == 0; });
   }
+  // ANCHOR_END: cancel_wait
 
  private:
   // ANCHOR: reap
@@ -941,6 +994,7 @@ class ThreadGroup {
   static constexpr int kDetachState = PTHREAD_CREATE_DETACHED;
   // ANCHOR_END: reap
 
+  // ANCHOR: finish
   // A thread's last act. Under the lock: once wait() has seen running_ reach 0 and returned,
   // and the group is gone, no thread touches it again.
   void finish() {
@@ -948,6 +1002,7 @@ class ThreadGroup {
     --running_;
     changed_.notify_all();
   }
+  // ANCHOR_END: finish
 
   const std::size_t limit_;
   std::mutex mutex_;
@@ -955,9 +1010,11 @@ class ThreadGroup {
   std::size_t running_ = 0;  // tasks started and not yet finished
   std::stop_source stop_;
 };
+// ANCHOR_END: thread_group
 
 // ---- Server ----
 
+// ANCHOR: options
 struct Options {
   std::string host = "127.0.0.1";
   int port = kDefaultPort;
@@ -967,7 +1024,9 @@ struct Options {
   bool keep_alive = true;
   bool log_requests = false;
 };
+// ANCHOR_END: options
 
+// ANCHOR: log_request
 // One line per answered request, e.g. "GET /index.html 200"; "-" for what a bad request lacked.
 void log_request(const Exchange& exchange) {
   auto shown = [](std::string_view s) { return s.empty() ? std::string_view("-") : s; };
@@ -975,7 +1034,9 @@ void log_request(const Exchange& exchange) {
   std::fprintf(stderr, "%.*s %.*s %d\n", static_cast<int>(method.size()), method.data(),
                static_cast<int>(target.size()), target.data(), static_cast<int>(exchange.status));
 }
+// ANCHOR_END: log_request
 
+// ANCHOR: serve_connection
 // The keep-alive loop: request after request on one connection, on the connection's own thread.
 void serve_connection(Socket connection, const Options& options, std::stop_token stop) {
   // Cancelling the group shuts the read side: a wait for the next request ends at once, while
@@ -994,7 +1055,9 @@ void serve_connection(Socket connection, const Options& options, std::stop_token
   } while (exchange.keep_alive);
   if (exchange.answered) linger_before_close(connection, reader);
 }
+// ANCHOR_END: serve_connection
 
+// ANCHOR: run_server
 bool stop_requested() {
   pollfd stop{StopSignal::fd(), POLLIN, 0};
   return ::poll(&stop, 1, 0) > 0;
@@ -1030,6 +1093,7 @@ int run_server(const Options& options) {
   group.cancel();       // idle connections close now; responses under way are finished
   return 0;             // ~ThreadGroup waits for every connection's thread
 }
+// ANCHOR_END: run_server
 
 // ---- main ----
 
@@ -1128,6 +1192,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
 }  // namespace
 
 #ifndef HTTP_SERVER_NO_MAIN
+// ANCHOR: main
 int main(int argc, char** argv) {
   std::optional<Options> options = parse_options(argc, argv);
   if (!options) {
@@ -1136,4 +1201,5 @@ int main(int argc, char** argv) {
   }
   return run_server(*options);
 }
+// ANCHOR_END: main
 #endif

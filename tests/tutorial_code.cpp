@@ -1,0 +1,355 @@
+// tests/tutorial_code.cpp: keeps the tutorial's code blocks equal to the source they show.
+//
+//   build/tutorial_code --check tutorial/*.md   (make test) lists every block that differs
+//   build/tutorial_code --write tutorial/*.md   (make tutorial) rewrites them from the source
+//
+// A chapter shows a named region of a source file with a marker line and a fence after it:
+//
+//   <!-- include: main.cpp reader -->
+//   ```cpp
+//   ...
+//   ```
+//
+// The region is the lines between `// ANCHOR: reader` and `// ANCHOR_END: reader` in main.cpp
+// (mdBook's convention), without the ANCHOR lines of regions nested in it, and dedented.
+// Without a region name the marker shows the whole file. Paths are relative to --root (the
+// repository, by default the current directory).
+//
+// Code in a chapter that is not in the project (a sketch, a broken variant) is fine, but the
+// reader must be told: a C++ fence without a marker needs "not in the project" in the line
+// before it. Relative links and images must point at files that exist.
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace tutorial_code {
+
+namespace fs = std::filesystem;
+
+struct Problem {
+  std::size_t line = 0;  // 1-based line in the chapter
+  std::string message;
+};
+
+struct Result {
+  std::string text;  // the chapter with every marked block taken from the source
+  std::vector<Problem> problems;
+  int included = 0;  // blocks taken from the source
+  int differing = 0;  // of those, blocks that did not match (rewritten in `text`)
+  int sketches = 0;   // C++ blocks marked as not in the project
+};
+
+inline std::vector<std::string> split_lines(std::string_view text) {
+  std::vector<std::string> lines;
+  while (!text.empty()) {
+    std::size_t end = text.find('\n');
+    lines.emplace_back(text.substr(0, end));
+    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+  }
+  return lines;
+}
+
+inline std::string trim(std::string_view s) {
+  std::size_t begin = s.find_first_not_of(" \t\r");
+  if (begin == std::string_view::npos) return {};
+  std::size_t end = s.find_last_not_of(" \t\r");
+  return std::string(s.substr(begin, end - begin + 1));
+}
+
+inline std::optional<std::string> read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// "// ANCHOR: name" -> name, for kind "ANCHOR"; likewise "ANCHOR_END". Any comment leader.
+inline std::optional<std::string> anchor_name(std::string_view line, std::string_view kind) {
+  std::string text = trim(line);
+  std::string tag = std::string(kind) + ":";
+  std::size_t at = text.find(tag);
+  if (at == std::string::npos || text.compare(0, 2, "//") != 0) return std::nullopt;
+  if (trim(std::string_view(text).substr(2, at - 2)) != "") return std::nullopt;
+  return trim(std::string_view(text).substr(at + tag.size()));
+}
+
+// The lines of region `name` in `source` (all of it when `name` is empty), or an error.
+inline std::optional<std::string> extract_region(const std::string& source, const std::string& name,
+                                                 std::string& error) {
+  std::vector<std::string> lines = split_lines(source);
+  std::size_t begin = 0, end = lines.size();
+  if (!name.empty()) {
+    std::optional<std::size_t> start, stop;
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+      if (anchor_name(lines[i], "ANCHOR") == name) {
+        if (start) {
+          error = "region '" + name + "' is opened twice";
+          return std::nullopt;
+        }
+        start = i + 1;
+      } else if (anchor_name(lines[i], "ANCHOR_END") == name && start && !stop) {
+        stop = i;
+      }
+    }
+    if (!start) {
+      error = "no region '" + name + "' (no line '// ANCHOR: " + name + "')";
+      return std::nullopt;
+    }
+    if (!stop) {
+      error = "region '" + name + "' is never closed ('// ANCHOR_END: " + name + "')";
+      return std::nullopt;
+    }
+    begin = *start;
+    end = *stop;
+  }
+  std::vector<std::string> kept;
+  for (std::size_t i = begin; i < end; ++i) {
+    if (anchor_name(lines[i], "ANCHOR") || anchor_name(lines[i], "ANCHOR_END")) continue;
+    kept.push_back(lines[i]);
+  }
+  std::size_t indent = std::string::npos;
+  for (const std::string& line : kept) {
+    if (trim(line).empty()) continue;
+    indent = std::min(indent, line.find_first_not_of(' '));
+  }
+  std::string text;
+  for (const std::string& line : kept) {
+    text += trim(line).empty() ? "" : line.substr(indent);
+    text += '\n';
+  }
+  return text;
+}
+
+// ``` or ~~~ opening (with its info string) or closing a fenced block.
+inline bool is_fence(std::string_view line) {
+  std::string text = trim(line);
+  return text.starts_with("```") || text.starts_with("~~~");
+}
+
+inline std::string fence_language(std::string_view line) {
+  std::string info = trim(trim(line).substr(3));
+  std::size_t space = info.find_first_of(" {");
+  std::string language = info.substr(0, space);
+  std::transform(language.begin(), language.end(), language.begin(), [](unsigned char c) { return std::tolower(c); });
+  return language;
+}
+
+inline bool is_cpp_language(const std::string& language) {
+  return language == "cpp" || language == "c++" || language == "cc" || language == "cxx" || language == "c" ||
+         language == "h" || language == "hpp";
+}
+
+inline std::string language_for(const fs::path& path) {
+  std::string ext = path.extension().string();
+  if (ext == ".sh") return "bash";
+  if (ext == ".cpp" || ext == ".hpp" || ext == ".inc" || ext == ".h") return "cpp";
+  if (ext == ".gp") return "gnuplot";
+  return "text";
+}
+
+inline bool contains_ignoring_case(std::string text, std::string_view word) {
+  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return std::tolower(c); });
+  return text.find(word) != std::string::npos;
+}
+
+// Relative link targets in a line of prose: "[text](target)" and "![alt](target)".
+inline std::vector<std::string> link_targets(std::string_view line) {
+  std::vector<std::string> targets;
+  for (std::size_t at = line.find("]("); at != std::string_view::npos; at = line.find("](", at + 2)) {
+    std::size_t close = line.find(')', at + 2);
+    if (close == std::string_view::npos) break;
+    std::string target = trim(line.substr(at + 2, close - at - 2));
+    if (std::size_t space = target.find(' '); space != std::string::npos) target.resize(space);  // "(x "title")"
+    if (target.empty() || target.starts_with('#') || target.find("://") != std::string::npos ||
+        target.starts_with("mailto:")) {
+      continue;
+    }
+    targets.push_back(target.substr(0, target.find('#')));
+  }
+  return targets;
+}
+
+// Brings one chapter in line with the source. `chapter_dir` resolves its links, `root` its
+// include paths.
+inline Result process(const std::string& markdown, const fs::path& chapter_dir, const fs::path& root) {
+  Result result;
+  std::vector<std::string> lines = split_lines(markdown);
+  std::map<std::string, std::string> sources;  // path -> text, read once
+  std::string out;
+  auto emit = [&out](const std::string& line) {
+    out += line;
+    out += '\n';
+  };
+  auto problem = [&result](std::size_t index, std::string message) {
+    result.problems.push_back({index + 1, std::move(message)});
+  };
+
+  std::string previous_prose;  // the last non-blank line outside code
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const std::string& line = lines[i];
+    std::string text = trim(line);
+
+    if (text.starts_with("<!-- include:") && text.ends_with("-->")) {
+      emit(line);
+      std::istringstream words(text.substr(13, text.size() - 13 - 3));
+      std::string path, name, extra;
+      words >> path >> name >> extra;
+      std::optional<std::string> code;
+      std::string error;
+      if (path.empty() || !extra.empty()) {
+        error = "an include marker is '<!-- include: FILE [REGION] -->'";
+      } else {
+        if (!sources.count(path)) {
+          std::optional<std::string> source = read_file(root / path);
+          if (source) sources[path] = *source;
+        }
+        if (!sources.count(path)) {
+          error = "cannot read " + path;
+        } else {
+          code = extract_region(sources[path], name, error);
+        }
+      }
+      if (!code) problem(i, path + (name.empty() ? "" : " " + name) + ": " + error);
+
+      // The fenced block right after the marker is the marker's; without one, one is added.
+      std::size_t next = i + 1;
+      bool has_block = next < lines.size() && is_fence(lines[next]);
+      std::size_t close = next + 1;
+      while (has_block && close < lines.size() && !is_fence(lines[close])) ++close;
+      if (has_block && close == lines.size()) {
+        problem(next, "code block is never closed");
+        has_block = false;
+      }
+      std::string current;
+      if (has_block) {
+        for (std::size_t k = next + 1; k < close; ++k) current += lines[k] + '\n';
+      }
+      ++result.included;
+      if (!code) {  // keep what is there
+        if (has_block) {
+          for (std::size_t k = next; k <= close; ++k) emit(lines[k]);
+          i = close;
+        }
+        continue;
+      }
+      if (!has_block || current != *code) ++result.differing;
+      if (has_block && current != *code) {
+        std::vector<std::string> want = split_lines(*code), have = split_lines(current);
+        std::size_t k = 0;
+        while (k < want.size() && k < have.size() && want[k] == have[k]) ++k;
+        std::string detail = k < want.size() ? "the source has \"" + trim(want[k]) + "\""
+                                             : "the chapter has extra lines";
+        problem(next + 1 + k, "block differs from " + path + (name.empty() ? "" : " " + name) + " (" + detail + ")");
+      } else if (!has_block) {
+        problem(i, "no code block after the marker");
+      }
+      emit(has_block ? lines[next] : "```" + language_for(path));
+      out += *code;
+      emit(has_block ? lines[close] : "```");
+      if (has_block) i = close;
+      previous_prose.clear();
+      continue;
+    }
+
+    if (is_fence(line)) {
+      std::size_t close = i + 1;
+      while (close < lines.size() && !is_fence(lines[close])) ++close;
+      if (is_cpp_language(fence_language(line))) {
+        if (contains_ignoring_case(previous_prose, "not in the project")) {
+          ++result.sketches;
+        } else {
+          problem(i, "a C++ block without an include marker must be introduced as \"not in the project\"");
+        }
+      }
+      for (std::size_t k = i; k <= close && k < lines.size(); ++k) emit(lines[k]);
+      if (close == lines.size()) problem(i, "code block is never closed");
+      i = close;
+      previous_prose.clear();
+      continue;
+    }
+
+    for (const std::string& target : link_targets(line)) {
+      if (!fs::exists(chapter_dir / target)) problem(i, "link to a missing file: " + target);
+    }
+    if (!text.empty()) previous_prose = text;
+    emit(line);
+  }
+  result.text = out;
+  return result;
+}
+
+}  // namespace tutorial_code
+
+#ifndef TUTORIAL_CODE_NO_MAIN
+int main(int argc, char** argv) {
+  namespace tc = tutorial_code;
+  const char* usage = "usage: tutorial_code (--check | --write) [--root DIR] CHAPTER.md...\n";
+  bool write = false, mode_given = false;
+  tc::fs::path root = ".";
+  std::vector<tc::fs::path> chapters;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--check" || arg == "--write") {
+      write = arg == "--write";
+      mode_given = true;
+    } else if (arg == "--root" && i + 1 < argc) {
+      root = argv[++i];
+    } else if (arg == "--help") {
+      std::fputs(usage, stdout);
+      return 0;
+    } else if (arg.starts_with("-")) {
+      std::fprintf(stderr, "unknown option: %s\n%s", argv[i], usage);
+      return 2;
+    } else {
+      chapters.emplace_back(arg);
+    }
+  }
+  if (!mode_given || chapters.empty()) {
+    std::fputs(usage, stderr);
+    return 2;
+  }
+
+  int problems = 0, included = 0, sketches = 0, rewritten = 0;
+  for (const tc::fs::path& chapter : chapters) {
+    std::optional<std::string> markdown = tc::read_file(chapter);
+    if (!markdown) {
+      std::fprintf(stderr, "%s: cannot read\n", chapter.c_str());
+      ++problems;
+      continue;
+    }
+    tc::Result result = tc::process(*markdown, chapter.parent_path(), root);
+    included += result.included;
+    sketches += result.sketches;
+    if (write && result.text != *markdown) {
+      std::ofstream(chapter, std::ios::binary) << result.text;
+      std::printf("%s: %d block(s) rewritten from the source\n", chapter.c_str(), result.differing);
+      rewritten += result.differing;
+    }
+    for (const tc::Problem& p : result.problems) {
+      bool fixed = write && p.message.starts_with("block differs");
+      fixed |= write && p.message == "no code block after the marker";
+      if (fixed) continue;
+      std::fprintf(stderr, "%s:%zu: %s\n", chapter.c_str(), p.line, p.message.c_str());
+      ++problems;
+    }
+  }
+  std::printf("tutorial: %zu chapters, %d blocks from the source, %d marked not in the project", chapters.size(),
+              included, sketches);
+  if (problems == 0) {
+    if (write) std::printf(", %d rewritten\n", rewritten);
+    else std::printf(", all in sync\n");
+    return 0;
+  }
+  std::printf(", %d problem(s)%s\n", problems, write ? "" : "; `make tutorial` rewrites blocks from the source");
+  return 1;
+}
+#endif
