@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench.sh: the wrk benchmark of this project's two servers against Caddy (and nginx), in one command.
 #
-#   ./bench.sh            the reference run: every scenario, 3 rounds of 10 s per server (~13 minutes)
+#   ./bench.sh            the reference run: every scenario, 3 rounds of 10 s per server (~15 minutes)
 #   ./bench.sh --quick    every scenario, short runs (~2 minutes): for CI and a first look
 #   ./bench.sh --dry-run  the plan (every command) without running anything
 #   ./bench.sh --help     every option
@@ -68,7 +68,7 @@ Options:
       --rounds R         rounds per scenario; the report gives the median (default 3; --quick: 2)
       --warmup T         unmeasured wrk run before round 1, once per server and connection
                          count in each scenario (default 2s; --quick: 1s)
-      --quick            short runs of every scenario, about 2 minutes in all; the report is
+      --quick            short runs of every scenario, about 3 minutes in all; the report is
                          named <date>-<host>-quick.md
       --big              add -c 10000 to the scaling scenario (raises ulimit -n)
       --with-nginx       install nginx if it is missing (without it, nginx runs only if installed)
@@ -78,7 +78,7 @@ Options:
       --dry-run, --list  print the plan (servers, wrk commands, estimated time) and exit
   -h, --help             this help
 
-The full run (no options) takes about 13 minutes; --dry-run prints the estimate for any options.
+The full run (no options) takes about 15 minutes; --dry-run prints the estimate for any options.
 Missing wrk, caddy or curl (and nginx with --with-nginx) are installed with apt-get (through sudo
 when not root), after saying so. On macOS it prints the brew command instead.
 EOF
