@@ -548,7 +548,7 @@ print_plan() {
       mapfile -t command < <(server_command "$id" DIR)
       echo "  $id: $(shell_words "${command[@]}")"
     done < <(scenario_rows "$scenario" | cut -f1 | awk '!seen[$0]++')
-    echo "per round, in this order (after one $warmup warm-up run each):"
+    echo "round 1 in this order, each later round starting one row later (after one $warmup warm-up run each):"
     while IFS=$'\t' read -r id conns mode _; do
       mapfile -t command < <(wrk_command "$conns" "$mode" "URL_OF_$id" "$duration")
       echo "  $(shell_words "${command[@]}")"
@@ -603,8 +603,12 @@ run_scenario() {
     IFS=$'\t' read -r id conns mode label short <<<"${rows[$row]}"
     warm_up_row "$scenario" "$row" "$id" "$conns" "$mode" "$label" "$short"
   done
+  # Each round starts one row later (A B C, B C A, C A B, ...), so that no row always runs
+  # first, or always right after the same neighbour.
+  local count=${#rows[@]} turn
   for round in $(seq 1 "$rounds"); do
-    for row in "${!rows[@]}"; do
+    for ((turn = 0; turn < count; turn++)); do
+      row=$(((turn + round - 1) % count))
       IFS=$'\t' read -r id conns mode label short <<<"${rows[$row]}"
       measure_row "$scenario" "$row" "$round" "$id" "$conns" "$mode" "$short"
     done
@@ -765,8 +769,9 @@ method_text() {
   cat <<EOF
 Each scenario starts its servers once, on their own loopback ports, and keeps them running
 until its last round. Every server first gets one $warmup wrk run that is not measured. Then the
-servers take turns: round 1 runs wrk against each of them in order, round 2 again, and so on for
-$rounds $(plural "$rounds" round), so that a machine that gets busier slows every server alike. Each number below is
+servers take turns: round 1 runs wrk against each of them in order, round 2 again starting one
+server later (A B C, then B C A, then C A B), and so on for $rounds $(plural "$rounds" round), so
+that a machine that gets busier slows every server alike. Each number below is
 the median over the rounds; "vs Caddy" is a server's median requests/s divided by Caddy's in
 the same scenario and at the same connections.
 
