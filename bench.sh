@@ -2,7 +2,7 @@
 # bench.sh: the wrk benchmark of this project's two servers against Caddy (and nginx), in one command.
 #
 #   ./bench.sh            the reference run: every scenario, 3 rounds of 10 s per server (~15 minutes)
-#   ./bench.sh --quick    every scenario, short runs (~2 minutes): for CI and a first look
+#   ./bench.sh --quick    every scenario, short runs (~3 minutes): for CI and a first look
 #   ./bench.sh --dry-run  the plan (every command) without running anything
 #   ./bench.sh --help     every option
 #
