@@ -102,9 +102,10 @@ Socket listen_on(const std::string& host, int port) {
   bool ok = listener && ::setsockopt(listener.fd(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
             ::bind(listener.fd(), found->ai_addr, found->ai_addrlen) == 0 &&
             ::listen(listener.fd(), kListenBacklog) == 0;
+  const int error = errno;  // before freeaddrinfo(), which may change it
   ::freeaddrinfo(found);
   if (!ok) {
-    std::fprintf(stderr, "cannot listen on %s:%d: %s\n", host.c_str(), port, std::strerror(errno));
+    std::fprintf(stderr, "cannot listen on %s:%d: %s\n", host.c_str(), port, std::strerror(error));
     return Socket();
   }
   return listener;
@@ -131,13 +132,17 @@ std::string local_url(const Socket& listener) {
 }
 
 // ANCHOR: accept_connection
-// Waits for the next connection, or returns an empty Socket once `stop_fd` becomes readable.
+// Waits for the next connection. Returns an empty Socket once `stop_fd` becomes readable (or,
+// after saying why, if poll() itself fails).
 // Failures of accept() are the client's or a passing shortage (EMFILE, ENFILE, ENOBUFS): the
 // server backs off briefly and goes on, instead of exiting or spinning on a full table.
 Socket accept_connection(const Socket& listener, int stop_fd, std::chrono::milliseconds timeout) {
   for (;;) {
     pollfd ready[2] = {{listener.fd(), POLLIN, 0}, {stop_fd, POLLIN, 0}};
-    if (::poll(ready, 2, -1) < 0 && errno != EINTR) return Socket();
+    if (::poll(ready, 2, -1) < 0 && errno != EINTR) {
+      std::fprintf(stderr, "poll: %s\n", std::strerror(errno));
+      return Socket();
+    }
     if (ready[1].revents != 0) return Socket();
     if (ready[0].revents == 0) continue;
 
@@ -825,7 +830,8 @@ struct Exchange {
 };
 
 // Reads one request, lets `handler` answer it, writes the response. After an error response
-// the connection must close: the rest of the stream can no longer be trusted to be framed.
+// the connection closes: after most errors the rest of the stream can no longer be trusted to
+// be framed, and one rule for every error status is simpler to check than a list of exceptions.
 Exchange serve_request(Reader& reader, Writer& writer, std::string& body, Handler handler, const Limits& limits,
                        bool may_keep_alive) {
   Exchange exchange;
