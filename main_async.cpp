@@ -59,11 +59,11 @@ constexpr int kDefaultTimeoutMs = 5000;              // idle keep-alive connecti
 constexpr std::uint64_t kDefaultMaxBody = 1 << 20;   // 1 MiB: the echo keeps the body in memory
 constexpr std::size_t kDefaultMaxConnections = 10000;  // back-pressure: beyond this, accept waits
 constexpr std::size_t kThreadStackSize = 256 * 1024;  // a connection uses a few KiB of stack; 8 MiB is the default
-// ANCHOR_END: config
 constexpr auto kLingerTime = std::chrono::milliseconds(500);  // see linger_before_close()
 
-using Clock = std::chrono::steady_clock;
+using Clock = std::chrono::steady_clock;  // never jumps, unlike the wall clock: for timeouts
 using Deadline = Clock::time_point;
+// ANCHOR_END: config
 
 // ---- TCP layer ----
 
@@ -642,6 +642,7 @@ std::optional<ParsedHead> read_request_head(Reader& reader, Deadline deadline) {
 }
 // ANCHOR_END: read_head
 
+// ANCHOR: limits
 // Limits the HTTP layer enforces; the server passes them from its flags.
 struct Limits {
   std::uint64_t max_body = 0;
@@ -651,6 +652,7 @@ struct Limits {
 // Why reading a body stopped early: a status to answer with, or nullopt when the
 // connection went away (nobody to answer).
 using BodyResult = std::optional<Status>;
+// ANCHOR_END: limits
 
 // Appends up to `count` more body bytes to `body`, waiting for them as needed.
 BodyResult read_exactly(Reader& reader, std::uint64_t count, std::string& body, const Limits& limits) {
