@@ -899,6 +899,11 @@ class StopSignal {
     return true;
   }
   static int fd() { return read_fd_; }
+  // Whether a stop was asked for, waiting up to `wait` for one.
+  static bool requested(std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+    pollfd stop{read_fd_, POLLIN, 0};
+    return ::poll(&stop, 1, static_cast<int>(wait.count())) > 0;
+  }
 
  private:
   static inline int read_fd_ = -1;
@@ -952,7 +957,7 @@ int run_server(const Options& options) {
   while (Socket connection = accept_connection(listener, StopSignal::fd(), options.limits.timeout)) {
     serve_connection(std::move(connection), options);
   }
-  return 0;
+  return StopSignal::requested() ? 0 : 1;  // the loop ends on a stop, or when poll() fails
 }
 // ANCHOR_END: run_server
 

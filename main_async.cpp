@@ -909,6 +909,11 @@ class StopSignal {
     return true;
   }
   static int fd() { return read_fd_; }
+  // Whether a stop was asked for, waiting up to `wait` for one.
+  static bool requested(std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+    pollfd stop{read_fd_, POLLIN, 0};
+    return ::poll(&stop, 1, static_cast<int>(wait.count())) > 0;
+  }
 
  private:
   static inline int read_fd_ = -1;
@@ -1066,11 +1071,6 @@ void serve_connection(Socket connection, const Options& options, std::stop_token
 // ANCHOR_END: serve_connection
 
 // ANCHOR: run_server
-bool stop_requested() {
-  pollfd stop{StopSignal::fd(), POLLIN, 0};
-  return ::poll(&stop, 1, 0) > 0;
-}
-
 int run_server(const Options& options) {
   if (!StopSignal::install()) return 1;
   Socket listener = listen_on(options.host, options.port);
@@ -1083,23 +1083,22 @@ int run_server(const Options& options) {
     // Back-pressure: at the limit, new clients wait in the kernel's queue. The wait is cut
     // short now and then to notice a stop request.
     if (!group.wait_for_room(std::chrono::milliseconds(100))) {
-      if (stop_requested()) break;
+      if (StopSignal::requested()) break;
       continue;
     }
     Socket connection = accept_connection(listener, StopSignal::fd(), options.limits.timeout);
-    if (!connection) break;  // a stop was requested
+    if (!connection) break;  // a stop was requested (or poll() failed)
     bool started = group.spawn([connection = std::move(connection), &options](std::stop_token stop) mutable {
       serve_connection(std::move(connection), options, stop);
     });
     if (!started) {
       std::fprintf(stderr, "cannot start a thread; connection dropped, retrying in 100 ms\n");
-      pollfd stop{StopSignal::fd(), POLLIN, 0};
-      ::poll(&stop, 1, 100);
+      StopSignal::requested(std::chrono::milliseconds(100));
     }
   }
   listener = Socket();  // stop accepting: new clients are refused instead of queued
   group.cancel();       // idle connections close now; responses under way are finished
-  return 0;             // ~ThreadGroup waits for every connection's thread
+  return StopSignal::requested() ? 0 : 1;  // then ~ThreadGroup waits for every connection's thread
 }
 // ANCHOR_END: run_server
 
