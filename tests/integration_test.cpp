@@ -159,8 +159,10 @@ void expect_hello_world(const std::optional<Response>& response) {
 
 bool says_close(const Response& response) { return equals_ignoring_case(response.header("Connection"), "close"); }
 
-// Sends `request` on a new connection and expects `status` with Connection: close, then the server closing.
-void expect_status_then_close(std::uint16_t port, std::string_view request, int status) {
+// Sends `request` on a new connection and expects `status` (and `body`, when given) with
+// Connection: close, then the server closing.
+void expect_status_then_close(std::uint16_t port, std::string_view request, int status,
+                              std::optional<std::string_view> body = std::nullopt) {
   SCOPED_TRACE("request: " + printable(request));
   Client client(port);
   client.send(request);  // may fail part way when the server rejects early; the response still counts
@@ -168,6 +170,9 @@ void expect_status_then_close(std::uint16_t port, std::string_view request, int 
   ASSERT_TRUE(response) << "no complete response; received " << printable(client.unread())
                         << (client.peer_closed() ? " then EOF" : " and the connection is still open");
   EXPECT_EQ(response->status, status) << "reason: " << response->reason << ", body: " << printable(response->body);
+  if (body) {
+    EXPECT_EQ(response->body, *body);
+  }
   expect_required_headers(*response);
   EXPECT_TRUE(says_close(*response)) << "Connection: " << printable(response->header("Connection"));
   EXPECT_TRUE(client.is_closed_by_peer(kPatience)) << "the connection stays open after " << status;
@@ -674,24 +679,12 @@ TEST(KeepAlive, KeepsAnHttp10ConnectionThatAsksForKeepAlive) {
 
 TEST(KeepAlive, HonoursConnectionClose) {
   ServerProcess server("main_async");
-  Client client(server.port());
-  client.send(kGetThenClose);
-  const std::optional<Response> response = client.read_response(kPatience);
-  expect_hello_world(response);
-  ASSERT_TRUE(response);
-  EXPECT_TRUE(says_close(*response));
-  EXPECT_TRUE(client.is_closed_by_peer(kPatience));
+  expect_status_then_close(server.port(), kGetThenClose, 200, kHelloWorld);
 }
 
 TEST(KeepAlive, HonoursConnectionCloseInAnyLetterCase) {
   ServerProcess server("main_async");
-  Client client(server.port());
-  client.send("GET / HTTP/1.1\r\nHost: a\r\nConnection: CLOSE\r\n\r\n");
-  const std::optional<Response> response = client.read_response(kPatience);
-  expect_hello_world(response);
-  ASSERT_TRUE(response);
-  EXPECT_TRUE(says_close(*response));
-  EXPECT_TRUE(client.is_closed_by_peer(kPatience));
+  expect_status_then_close(server.port(), "GET / HTTP/1.1\r\nHost: a\r\nConnection: CLOSE\r\n\r\n", 200, kHelloWorld);
 }
 
 TEST(KeepAlive, AnswersPipelinedRequestsInOrder) {
@@ -736,13 +729,7 @@ TEST(KeepAlive, ClosesAfterAnErrorOnAKeptAliveConnection) {
 
 TEST(KeepAlive, NoKeepaliveFlagClosesAfterEveryResponse) {
   ServerProcess server("main_async", {"--no-keepalive"});
-  Client client(server.port());
-  client.send(kGet);
-  const std::optional<Response> response = client.read_response(kPatience);
-  expect_hello_world(response);
-  ASSERT_TRUE(response);
-  EXPECT_TRUE(says_close(*response));
-  EXPECT_TRUE(client.is_closed_by_peer(kPatience));
+  expect_status_then_close(server.port(), kGet, 200, kHelloWorld);
 }
 
 TEST(KeepAlive, ClosesAnIdleConnectionAfterTheTimeout) {
