@@ -37,6 +37,7 @@ namespace fs = std::filesystem;
 struct Problem {
   std::size_t line = 0;  // 1-based line in the chapter
   std::string message;
+  bool rewritten = false;  // a block that Result::text already takes from the source
 };
 
 struct Result {
@@ -189,8 +190,8 @@ inline Result process(const std::string& markdown, const fs::path& chapter_dir, 
     out += line;
     out += '\n';
   };
-  auto problem = [&result](std::size_t index, std::string message) {
-    result.problems.push_back({index + 1, std::move(message)});
+  auto problem = [&result](std::size_t index, std::string message, bool rewritten = false) {
+    result.problems.push_back({index + 1, std::move(message), rewritten});
   };
 
   std::string previous_prose;  // the last non-blank line outside code
@@ -248,9 +249,10 @@ inline Result process(const std::string& markdown, const fs::path& chapter_dir, 
         while (k < want.size() && k < have.size() && want[k] == have[k]) ++k;
         std::string detail = k < want.size() ? "the source has \"" + trim(want[k]) + "\""
                                              : "the chapter has extra lines";
-        problem(next + 1 + k, "block differs from " + path + (name.empty() ? "" : " " + name) + " (" + detail + ")");
+        problem(next + 1 + k, "block differs from " + path + (name.empty() ? "" : " " + name) + " (" + detail + ")",
+                true);
       } else if (!has_block) {
-        problem(i, "no code block after the marker");
+        problem(i, "no code block after the marker", true);
       }
       emit(has_block ? lines[next] : "```" + language_for(path));
       out += *code;
@@ -335,9 +337,7 @@ int main(int argc, char** argv) {
       rewritten += result.differing;
     }
     for (const tc::Problem& p : result.problems) {
-      bool fixed = write && p.message.starts_with("block differs");
-      fixed |= write && p.message == "no code block after the marker";
-      if (fixed) continue;
+      if (write && p.rewritten) continue;  // fixed by writing result.text
       std::fprintf(stderr, "%s:%zu: %s\n", chapter.c_str(), p.line, p.message.c_str());
       ++problems;
     }

@@ -59,6 +59,7 @@ TEST_F(TutorialCode, ReportsABlockThatDriftedAndRewritesIt) {
   ASSERT_EQ(result.problems.size(), 1u);
   EXPECT_EQ(result.problems[0].line, 4u);  // the first line that differs
   EXPECT_NE(result.problems[0].message.find("int fill();"), std::string::npos);
+  EXPECT_TRUE(result.problems[0].rewritten);  // --write fixes it
   EXPECT_EQ(result.differing, 1);
   EXPECT_EQ(result.text, "<!-- include: server.cpp outer -->\n```cpp\n" + kOuter + "```\n");
 }
@@ -79,6 +80,7 @@ TEST_F(TutorialCode, ReportsAMissingRegionOrFile) {
   auto missing_region = run("<!-- include: server.cpp nowhere -->\n```cpp\n```\n");
   ASSERT_EQ(missing_region.problems.size(), 1u);
   EXPECT_NE(missing_region.problems[0].message.find("no region 'nowhere'"), std::string::npos);
+  EXPECT_FALSE(missing_region.problems[0].rewritten);  // --write cannot
   auto missing_file = run("<!-- include: gone.cpp outer -->\n```cpp\n```\n");
   ASSERT_EQ(missing_file.problems.size(), 1u);
   EXPECT_NE(missing_file.problems[0].message.find("cannot read gone.cpp"), std::string::npos);
