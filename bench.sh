@@ -26,7 +26,7 @@ readonly BODY="Hello World!"
 readonly ALL_SCENARIOS="keep-alive,ladder,buffers,churn,scaling"
 readonly SCALING_CONNECTIONS="10 100 1000"  # --big adds 10000
 readonly BIG_CONNECTIONS=10000
-readonly READY_TRIES=100                   # x 0.1 s: how long a server may take to answer
+readonly READY_SECONDS=10                  # how long a server may take to answer its first request
 readonly STOP_TRIES=50                     # x 0.1 s: how long a server may take to exit on SIGTERM
 readonly SERVER_START_SECONDS=1            # per server, for the duration estimate
 
@@ -310,19 +310,30 @@ start_server() {
   SERVER_COMMAND[$id]=${SERVER_COMMAND[$id]//$dir/DIR}
   local errors="$dir/stderr"
   if logs_requests "$id"; then errors=/dev/null; fi
+  # Made here, not by the redirections below: those happen in the background shell, which may
+  # not have run yet when the loop first reads the files.
+  : >"$dir/stdout"
+  : >"$dir/stderr"
   # Caddy keeps certificates and autosaved config under XDG dirs: point them at our directory.
   XDG_DATA_HOME="$dir" XDG_CONFIG_HOME="$dir" "${command[@]}" >"$dir/stdout" 2>"$errors" </dev/null &
   SERVER_PID[$id]=$!
-  for _ in $(seq 1 "$READY_TRIES"); do
+  local deadline=$((SECONDS + READY_SECONDS)) status=""
+  while [ "$SECONDS" -le "$deadline" ]; do
     kill -0 "${SERVER_PID[$id]}" 2>/dev/null || server_failed "$id" "exited at start"
     [ -n "$url" ] || url=$(announced_url "$dir/stdout")
-    if [ -n "$url" ] && [ "$(curl -s -o /dev/null -m 1 -w '%{http_code}' "$url" || true)" = 200 ]; then
-      SERVER_URL[$id]=$url
-      return 0
+    if [ -n "$url" ]; then
+      # --noproxy: an http_proxy in the environment must not carry a loopback request away.
+      status=$(curl -sS --noproxy '*' -o /dev/null -m 1 -w '%{http_code}' "$url" 2>"$dir/curl" || true)
+      if [ "$status" = 200 ]; then
+        SERVER_URL[$id]=$url
+        return 0
+      fi
     fi
     sleep 0.1
   done
-  server_failed "$id" "did not answer within $((READY_TRIES / 10)) s"
+  [ -n "$url" ] || server_failed "$id" "printed no address on stdout within $READY_SECONDS s"
+  server_failed "$id" "did not answer $url within $READY_SECONDS s (last try: status ${status:-none}$(
+    sed -n '$s/^/, /p' "$dir/curl"))"
 }
 
 # A server and its children (nginx's workers).
