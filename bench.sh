@@ -6,7 +6,7 @@
 #   ./bench.sh --dry-run  the plan (every command) without running anything
 #   ./bench.sh --help     every option
 #
-# It builds with `make`, installs wrk and caddy if they are missing, starts each server on its own
+# It builds with `make`, installs wrk, caddy and nginx if they are missing, starts each server on its own
 # loopback port, and runs wrk against all of them in turn, round after round, so that a noisy
 # machine slows every server alike and the ratios between them hold. The Markdown report goes to
 # stdout and to bench/results/<date>-<host>.md, with a chart beside it when gnuplot is installed.
@@ -37,7 +37,6 @@ rounds=""
 warmup=""
 quick=false
 big=false
-with_nginx=false
 install=true
 dry_run=false
 scenarios=$ALL_SCENARIOS
@@ -71,7 +70,7 @@ Options:
       --quick            short runs of every scenario, about 3 minutes in all; the report is
                          named <date>-<host>-quick.md
       --big              add -c 10000 to the scaling scenario (raises ulimit -n)
-      --with-nginx       install nginx if it is missing (without it, nginx runs only if installed)
+      --with-nginx       accepted for older commands: nginx is installed like wrk and caddy
       --scenarios LIST   comma-separated subset of: $ALL_SCENARIOS (default all)
       --out DIR          where the report and charts go (default bench/results)
       --no-install       never install packages: say what is missing and exit 1
@@ -79,8 +78,8 @@ Options:
   -h, --help             this help
 
 The full run (no options) takes about 15 minutes; --dry-run prints the estimate for any options.
-Missing wrk, caddy or curl (and nginx with --with-nginx) are installed with apt-get (through sudo
-when not root), after saying so. On macOS it prints the brew command instead.
+Missing wrk, caddy, nginx or curl are installed with apt-get (through sudo when not root), after
+saying so. On macOS it prints the brew command instead.
 EOF
 }
 
@@ -111,7 +110,7 @@ parse_options() {
       -h | --help) usage; exit 0 ;;
       --quick) quick=true ;;
       --big) big=true ;;
-      --with-nginx) with_nginx=true ;;
+      --with-nginx) ;;
       --no-install) install=false ;;
       --dry-run | --list) dry_run=true ;;
       -t | --threads | -c | --connections | -d | --duration | --rounds | --warmup | --scenarios | --out)
@@ -168,7 +167,7 @@ missing_tools() {
   for tool in wrk caddy curl make; do
     command -v "$tool" >/dev/null 2>&1 || echo "$tool"
   done
-  if $with_nginx && [ -z "$(nginx_binary)" ]; then echo nginx; fi
+  [ -n "$(nginx_binary)" ] || echo nginx
 }
 
 ensure_tools() {
@@ -185,6 +184,12 @@ ensure_tools() {
     local how="apt-get"
     [ "$(id -u)" -eq 0 ] || how="sudo apt-get"
     echo "bench.sh: installing ${missing}with $how" >&2
+    local services
+    services=$(grep -ow -e caddy -e nginx <<<"$missing" | tr '\n' ' ' || true)
+    if [ -n "$services" ]; then
+      echo "bench.sh: where systemd runs, Debian's packages also start a service on port 80 for" \
+        "${services% }; bench.sh does not use it: 'sudo systemctl disable --now ${services% }' stops it" >&2
+    fi
     # shellcheck disable=SC2086 # one package name per word
     tests/ensure-packages.sh $missing >&2 || true
   fi
@@ -566,7 +571,7 @@ print_plan() {
     done < <(scenario_rows "$scenario")
     echo
   done
-  nginx_available || echo "nginx is not installed: its rows are left out (--with-nginx installs it)."
+  nginx_available || echo "nginx is not installed yet: the real run installs it, as it does wrk and caddy."
 }
 
 # One measured wrk run of one row. Appends a line to raw.tsv: scenario, row, round, server id,
@@ -976,9 +981,6 @@ main() {
     return 0
   fi
   ensure_tools
-  if ! nginx_available; then
-    echo "bench.sh: nginx is not installed; its rows are left out (--with-nginx installs it)" >&2
-  fi
   make >&2
   raise_open_files_limit
   work_dir=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
