@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# bench/load.sh: how busy the machine was while bench.sh measured, from /proc (Linux).
+#
+#   bench/load.sh snapshot [PID...]          one line: total busy steal load ours
+#   bench/load.sh between BEFORE AFTER EXTRA one line: load-before load-after others% steal% busy
+#
+# A snapshot holds the CPU time of all CPUs from /proc/stat (all of it, the busy part, and the
+# part the hypervisor stole for other virtual machines), the 1-minute load average, and the CPU
+# time the given processes have used so far (all their threads). Times are in clock ticks.
+#
+# Between two snapshots, EXTRA more ticks count as ours (wrk's own, which it reports itself).
+# "others" is the busy CPU time that was not ours, as a share of all CPU time; "steal" likewise.
+# The server and wrk can keep every CPU busy, so whatever else ran took its time from them: the
+# run is "busy" (yes/no) when others and steal together reach BUSY_PERCENT (default 10).
+set -euo pipefail
+
+usage() {
+  echo "usage: bench/load.sh snapshot [PID...] | between BEFORE AFTER EXTRA_TICKS" >&2
+  exit 2
+}
+
+snapshot() {
+  local _cpu user nice system idle iowait irq softirq steal load _rest ours=0 pid stat fields
+  read -r _cpu user nice system idle iowait irq softirq steal _rest </proc/stat
+  read -r load _rest </proc/loadavg
+  for pid in "$@"; do
+    { read -r stat <"/proc/$pid/stat"; } 2>/dev/null || continue  # gone: nothing more to count
+    read -r -a fields <<<"${stat##*) }"  # after the command name, which may hold spaces
+    ours=$((ours + fields[11] + fields[12]))  # utime and stime, fields 14 and 15
+  done
+  echo "$((user + nice + system + idle + iowait + irq + softirq + steal))" \
+    "$((user + nice + system + irq + softirq)) $steal $load $ours"
+}
+
+between() {
+  local total1 busy1 steal1 load1 ours1 total2 busy2 steal2 load2 ours2
+  read -r total1 busy1 steal1 load1 ours1 <<<"$1"
+  read -r total2 busy2 steal2 load2 ours2 <<<"$2"
+  local total=$((total2 - total1)) ours=$((ours2 - ours1 + $3))
+  [ "$total" -gt 0 ] || total=1
+  # In tenths of a percent, so that bash's integers give one decimal.
+  local others=$(((busy2 - busy1 - ours) * 1000 / total)) stolen=$(((steal2 - steal1) * 1000 / total))
+  [ "$others" -ge 0 ] || others=0  # the kernel samples ticks: ours can exceed busy by a few
+  local busy=no
+  [ $((others + stolen)) -lt $((${BUSY_PERCENT:-10} * 10)) ] || busy=yes
+  printf '%s\t%s\t%d.%d\t%d.%d\t%s\n' "$load1" "$load2" \
+    $((others / 10)) $((others % 10)) $((stolen / 10)) $((stolen % 10)) "$busy"
+}
+
+case ${1-} in
+  snapshot) shift; snapshot "$@" ;;
+  between) [ "$#" -eq 4 ] || usage; between "$2" "$3" "$4" ;;
+  *) usage ;;
+esac
