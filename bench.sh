@@ -371,7 +371,7 @@ peak_rss_kb() {
 # shares of CPU time that other programs and steal took (%), and whether that flags it busy.
 measure_row() {
   local scenario=$1 row=$2 round=$3 id=$4 conns=$5 mode=$6 short=$7
-  local wrk=() pids=() output="$work_dir/wrk-$scenario-$row-$round.txt" before after fields=() result
+  local wrk=() pids=() output="$work_dir/wrk-$scenario-$row-$round.txt" before after counts
   mapfile -t wrk < <(wrk_command "$conns" "$mode" "${SERVER_URL[$id]}" "$duration")
   mapfile -t pids < <(server_pids "${SERVER_PID[$id]}")
   reset_peak_rss "${pids[@]}"
@@ -379,24 +379,24 @@ measure_row() {
   "${wrk[@]}" >"$output" 2>&1 || true
   after=$(bench/load.sh snapshot "${pids[@]}")
   kill -0 "${SERVER_PID[$id]}" 2>/dev/null || server_failed "$id" "exited during the $scenario scenario"
-  # bench-result, requests/s, p50, p99, connect, read, write, timeout, non-2xx, MB/s, requests,
-  # seconds, wrk's CPU ticks (bench/wrk-report.lua)
-  IFS=$'\t' read -r -a fields < <(grep '^bench-result' "$output" || printf 'none\tNA\tNA\tNA\t0\t0\t0\t0\t0\tNA\t0\t0\t0\n')
-  [[ ${fields[12]} =~ ^[0-9]+$ ]] || fields[12]=0
-  result=$(printf '%s\t' "${fields[@]:1:3}" $((fields[4] + fields[5] + fields[6] + fields[7])) "${fields[@]:4:6}" \
-    "$(peak_rss_kb "${pids[@]}")")$(bench/load.sh between "$before" "$after" "${fields[12]}")
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$row" "$round" "$id" "$conns" "$result" >>"$work_dir/runs.tsv"
-  if [ "${fields[1]}" = NA ]; then
+  # From requests/s to MB/s, then wrk's own CPU ticks: bench/wrk-report.lua's line.
+  counts=$(grep '^bench-result' "$output" | cut -f 2-) || counts=$'NA\tNA\tNA\t0\t0\t0\t0\t0\t0\tNA\t0'
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$row" "$round" "$id" "$conns" "${counts%$'\t'*}" \
+    "$(peak_rss_kb "${pids[@]}")" "$(bench/load.sh between "$before" "$after" "${counts##*$'\t'}")" >>"$work_dir/runs.tsv"
+  local rps p99 errors others steal busy
+  IFS=$'\t' read -r _ _ _ _ _ rps _ p99 errors _ _ _ _ _ _ _ _ _ others steal busy < <(tail -n 1 "$work_dir/runs.tsv")
+  if [ "$rps" = NA ]; then
     echo "bench.sh: wrk printed no result for $id; its output:" >&2
     cat "$output" >&2
+    rps=failed p99=n/a
+  else
+    printf -v rps '%.0f' "$rps"
+    printf -v p99 '%.2f' "$p99"
   fi
   # On stderr, e.g. "  churn  2/3  main_async  -c100  41234 req/s  p99 3.10 ms  socket errors 0  others 2.1%"
-  local measured=()
-  IFS=$'\t' read -r -a measured <<<"$result"
   printf '  %-10s %s/%s  %-18s -c%-5s %8s req/s  p99 %s ms  socket errors %d  others %s%%%s%s\n' \
-    "$scenario" "$round" "$rounds" "$short" "$conns" "$(printf '%.0f' "${measured[0]}" 2>/dev/null || echo failed)" \
-    "$(printf '%.2f' "${measured[2]}" 2>/dev/null || echo n/a)" "${measured[3]}" "${measured[13]}" \
-    "$([ "${measured[14]}" = 0.0 ] || echo "  steal ${measured[14]}%")" "$([ "${measured[15]}" = no ] || echo "  BUSY")" >&2
+    "$scenario" "$round" "$rounds" "$short" "$conns" "$rps" "$p99" "$errors" "$others" \
+    "$([ "$steal" = 0.0 ] || echo "  steal $steal%")" "$([ "$busy" = no ] || echo "  BUSY")" >&2
 }
 
 # The unmeasured run before round 1; also notes the row and its wrk command for the report.

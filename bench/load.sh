@@ -11,7 +11,8 @@
 # Between two snapshots, EXTRA more ticks count as ours (wrk's own, which it reports itself).
 # "others" is the busy CPU time that was not ours, as a share of all CPU time; "steal" likewise.
 # The server and wrk can keep every CPU busy, so whatever else ran took its time from them: the
-# run is "busy" (yes/no) when others and steal together reach BUSY_PERCENT (default 10).
+# run is "busy" (yes/no) when others and steal together reach BUSY_PERCENT (default 10). A window
+# shorter than 0.1 s (wrk failed at once) is too short to tell: NA.
 set -euo pipefail
 
 usage() {
@@ -37,7 +38,10 @@ between() {
   read -r total1 busy1 steal1 load1 ours1 <<<"$1"
   read -r total2 busy2 steal2 load2 ours2 <<<"$2"
   local total=$((total2 - total1)) ours=$((ours2 - ours1 + $3))
-  [ "$total" -gt 0 ] || total=1
+  if [ "$total" -lt $((10 * $(getconf _NPROCESSORS_ONLN))) ]; then  # under 0.1 s: too short to tell
+    printf '%s\t%s\tNA\tNA\tno\n' "$load1" "$load2"
+    return 0
+  fi
   # In tenths of a percent, so that bash's integers give one decimal.
   local others=$(((busy2 - busy1 - ours) * 1000 / total)) stolen=$(((steal2 - steal1) * 1000 / total))
   [ "$others" -ge 0 ] || others=0  # the kernel samples ticks: ours can exceed busy by a few

@@ -65,6 +65,12 @@ busy_count() { awk -F '\t' '$21 == "yes"' "$work_dir/runs.tsv" | wc -l | tr -d '
 # ---- The summary ----
 
 incomplete_text() {
+  local failed
+  failed=$(awk -F '\t' '$6 == "NA"' "$work_dir/runs.tsv" | wc -l | tr -d ' ')
+  if [ "$failed" -gt 0 ]; then
+    echo "**$failed of $(run_count) runs had no result from wrk** (\"failed\" in \"Every run\"): the tables leave them out."
+    echo
+  fi
   [ -s "$work_dir/failure" ] || return 0
   echo "**Incomplete.** The run stopped: $(head -n 1 "$work_dir/failure"). The tables below hold"
   echo "the $(run_count) runs it had measured by then; what it did not reach is missing."

@@ -3,10 +3,11 @@
 --
 --   wrk -s bench/wrk-report.lua -t4 -c100 -d10s --latency http://127.0.0.1:8000/
 --   ...
---   bench-result  REQ/S  P50_MS  P99_MS  CONNECT  READ  WRITE  TIMEOUT  NON_2XX  MB/S  REQUESTS  SECONDS  CPU_TICKS
+--   bench-result  REQ/S  P50_MS  P99_MS  ERRORS  CONNECT  READ  WRITE  TIMEOUT  NON_2XX  MB/S  CPU_TICKS
 --
--- Fields are tab-separated. NON_2XX is wrk's count of responses with a status above 399 (its text
--- calls them "Non-2xx or 3xx"). MB are 2^20 bytes, as wrk prints them. CPU_TICKS is the CPU time
+-- Fields are tab-separated. ERRORS is the sum of the four socket errors after it. NON_2XX is wrk's
+-- count of responses with a status above 399 (its text calls them "Non-2xx or 3xx"). MB are
+-- 2^20 bytes, as wrk prints them. CPU_TICKS is the CPU time
 -- wrk itself used, all its threads, in the kernel's clock ticks, as /proc/stat counts them: bench.sh
 -- subtracts it to tell how much of the machine other programs took during the run.
 -- Defining only done() keeps wrk on its fast path: requests stay static, responses unread by Lua.
@@ -26,8 +27,9 @@ end
 done = function(summary, latency, requests)
   local seconds = summary.duration / 1e6 -- wrk counts in microseconds
   local errors = summary.errors
-  io.write(string.format("bench-result\t%.4f\t%.4f\t%.4f\t%d\t%d\t%d\t%d\t%d\t%.4f\t%d\t%.4f\t%s\n",
+  io.write(string.format("bench-result\t%.4f\t%.4f\t%.4f\t%d\t%d\t%d\t%d\t%d\t%d\t%.4f\t%s\n",
     summary.requests / seconds, latency:percentile(50) / 1000, latency:percentile(99) / 1000,
+    errors.connect + errors.read + errors.write + errors.timeout,
     errors.connect, errors.read, errors.write, errors.timeout, errors.status,
-    summary.bytes / seconds / 1048576, summary.requests, seconds, cpu_ticks()))
+    summary.bytes / seconds / 1048576, cpu_ticks()))
 end
