@@ -225,7 +225,11 @@ machine_table() {
   echo "| nginx | $(first_line "$nginx" -v | sed 's/^nginx version: //') |"
   echo "| Open files (ulimit -n) | $(ulimit -n) |"
   echo "| Load average before the run | $(cut -f 1 <<<"${meta[quiet_before]:-n/a}") |"
-  echo "| CPUs (--pin) | ${meta[pin_servers]:+servers on ${meta[pin_servers]}, wrk on ${meta[pin_wrk]}}${meta[pin_servers]:-not pinned: servers and wrk share every CPU} |"
+  if [ -n "${meta[pin_servers]}" ]; then
+    echo "| CPUs (--pin) | servers on ${meta[pin_servers]}, wrk on ${meta[pin_wrk]} |"
+  else
+    echo "| CPUs (--pin) | not pinned: servers and wrk share every CPU |"
+  fi
 }
 
 method_text() {
