@@ -19,7 +19,6 @@
 #include <condition_variable>
 #include <cstdint>
 #include <ctime>
-#include <filesystem>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -37,7 +36,12 @@ using namespace std::chrono_literals;
 using test_support::Client;
 using test_support::Clock;
 using test_support::equals_ignoring_case;
+using test_support::kGet;
+using test_support::kGetThenClose;
+using test_support::kHelloWorld;
+using test_support::millis;
 using test_support::Millis;
+using test_support::post_request;
 using test_support::Response;
 using test_support::ServerProcess;
 
@@ -46,15 +50,6 @@ using test_support::ServerProcess;
 constexpr auto kPatience = 3s;
 
 // ---- requests ----
-
-constexpr std::string_view kGet = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-constexpr std::string_view kGetThenClose = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
-constexpr std::string_view kHelloWorld = "Hello World!";
-
-std::string post_request(std::string_view body, std::string_view extra_headers = "") {
-  return "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
-         std::string(extra_headers) + "\r\n" + std::string(body);
-}
 
 // A chunked POST using what chunked coding allows: extensions, upper- and lower-case hex, a trailer.
 constexpr std::string_view kChunkedPost =
@@ -106,8 +101,6 @@ std::string first_difference(std::string_view expected, std::string_view actual)
   return "expected " + std::to_string(expected.size()) + " bytes, got " + std::to_string(actual.size()) +
          "; first difference at byte " + std::to_string(mismatch.first - expected.begin());
 }
-
-long long millis(Clock::duration duration) { return std::chrono::duration_cast<Millis>(duration).count(); }
 
 // ---- checks every response must pass ----
 
@@ -182,22 +175,6 @@ void expect_status_then_close(std::uint16_t port, std::string_view request, int 
 
 // ---- fixtures ----
 
-// Ignores SIGPIPE (belt and braces: Client sends with MSG_NOSIGNAL) and fails the run if a test leaks
-// a descriptor: a leaked socket or pipe would keep a connection or a child's output open.
-class ProcessEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override {
-    ::signal(SIGPIPE, SIG_IGN);
-    open_descriptors_ = count_open_descriptors();
-  }
-  void TearDown() override { EXPECT_EQ(count_open_descriptors(), open_descriptors_) << "descriptors leaked"; }
-
- private:
-  static long count_open_descriptors() {
-    return std::distance(std::filesystem::directory_iterator("/proc/self/fd"), std::filesystem::directory_iterator());
-  }
-  long open_descriptors_ = 0;
-};
 [[maybe_unused]] ::testing::Environment* const kProcessEnvironment =
     ::testing::AddGlobalTestEnvironment(new ProcessEnvironment);
 

@@ -20,12 +20,8 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <functional>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -39,12 +35,22 @@ namespace {
 using namespace std::chrono_literals;
 using test_support::Client;
 using test_support::Clock;
+using test_support::cpu_ticks;
+using test_support::is_hello_world;
+using test_support::kGet;
+using test_support::kGetThenClose;
+using test_support::kHelloWorld;
+using test_support::millis;
 using test_support::Millis;
+using test_support::open_descriptors;
+using test_support::post_request;
 using test_support::Response;
 using test_support::ServerProcess;
+using test_support::thread_count;
 
 // How long a test waits for something that should happen at once (generous, for loaded
-// machines and sanitizer builds; a passing test never waits for it).
+// machines and sanitizer builds; a passing test never waits for it). Longer than
+// integration_test.cpp's 3 s: these tests load the machine themselves.
 constexpr auto kPatience = 5s;
 
 // ThreadSanitizer makes each new thread cost a millisecond or two, more as live threads add
@@ -62,57 +68,11 @@ constexpr bool kThreadSanitizer = false;
 constexpr bool kThreadSanitizer = false;
 #endif
 
-constexpr std::string_view kGet = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
-constexpr std::string_view kGetThenClose = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
-constexpr std::string_view kHelloWorld = "Hello World!";
-
-long long millis(Clock::duration duration) { return std::chrono::duration_cast<Millis>(duration).count(); }
-
-std::string post_request(std::string_view body, std::string_view extra_headers = "") {
-  return "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
-         std::string(extra_headers) + "\r\n" + std::string(body);
-}
-
-bool is_hello_world(const std::optional<Response>& response) {
-  return response && response->status == 200 && response->body == kHelloWorld;
-}
-
 // ---- the server, seen from outside ----
 
-std::string proc_path(pid_t pid, std::string_view name) { return "/proc/" + std::to_string(pid) + "/" + std::string(name); }
-
-// Descriptors the process has open: the entries of /proc/PID/fd.
-long open_descriptors(pid_t pid) {
-  std::error_code error;
-  std::filesystem::directory_iterator entries(proc_path(pid, "fd"), error);
-  return error ? -1 : std::distance(entries, std::filesystem::directory_iterator());
-}
-
-// The "Threads:" line of /proc/PID/status.
-long thread_count(pid_t pid) {
-  std::ifstream status(proc_path(pid, "status"));
-  for (std::string line; std::getline(status, line);) {
-    if (line.starts_with("Threads:")) return std::stol(line.substr(8));
-  }
-  return -1;
-}
-
-// User plus system CPU time, in clock ticks: fields 14 and 15 of /proc/PID/stat.
-long cpu_ticks(pid_t pid) {
-  std::ifstream stat(proc_path(pid, "stat"));
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  std::istringstream fields(text.substr(text.rfind(')') + 2));  // the name may hold spaces
-  std::string field;
-  long utime = 0, stime = 0;
-  for (int number = 3; number <= 15 && fields >> field; ++number) {
-    if (number == 14) utime = std::stol(field);
-    if (number == 15) stime = std::stol(field);
-  }
-  return utime + stime;
-}
-
 // Polls `condition` every 10 ms until it holds or `timeout` passes; says which.
-bool eventually(const std::function<bool()>& condition, Millis timeout = kPatience) {
+template <typename Condition>
+bool eventually(Condition condition, Millis timeout = kPatience) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     if (condition()) return true;
@@ -167,25 +127,20 @@ void expect_still_serving(const ServerProcess& server) {
 
 // ---- fixtures ----
 
-// Raises the test's own descriptor limit (the servers it starts inherit it) so that thousands
-// of connections fit, ignores SIGPIPE, and fails the run if a test leaks a descriptor.
-class ProcessEnvironment : public ::testing::Environment {
+// What ProcessEnvironment does, after raising the test's own descriptor limit (the servers it
+// starts inherit it) so that thousands of connections fit.
+class StressEnvironment : public ProcessEnvironment {
  public:
   void SetUp() override {
-    ::signal(SIGPIPE, SIG_IGN);
     rlimit limit{};
     ::getrlimit(RLIMIT_NOFILE, &limit);
     limit.rlim_cur = std::max<rlim_t>(limit.rlim_cur, std::min<rlim_t>(limit.rlim_max, 30000));
     ::setrlimit(RLIMIT_NOFILE, &limit);
-    open_descriptors_ = open_descriptors(::getpid());
+    ProcessEnvironment::SetUp();
   }
-  void TearDown() override { EXPECT_EQ(open_descriptors(::getpid()), open_descriptors_) << "descriptors leaked"; }
-
- private:
-  long open_descriptors_ = 0;
 };
 [[maybe_unused]] ::testing::Environment* const kProcessEnvironment =
-    ::testing::AddGlobalTestEnvironment(new ProcessEnvironment);
+    ::testing::AddGlobalTestEnvironment(new StressEnvironment);
 
 rlim_t descriptor_limit() {
   rlimit limit{};

@@ -5,6 +5,9 @@
 //   client.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
 //   std::optional<test_support::Response> response = client.read_response(std::chrono::seconds(3));
 //
+// Also here, so that each is defined once: the requests the suites send (kGet, post_request), the
+// reply they expect (is_hello_world), and what /proc says of a process (open_descriptors, ...).
+//
 // Header-only, Linux. Every wait has a deadline, so a broken server fails a test instead of hanging
 // it: reads and writes poll() with a timeout, and a ServerProcess that goes out of scope SIGKILLs and
 // reaps its child. Every descriptor is owned by an Fd and opened close-on-exec, so one test's
@@ -33,9 +36,13 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -84,6 +91,9 @@ inline int millis_until(Clock::time_point deadline) {
   const auto left = std::chrono::ceil<Millis>(deadline - Clock::now()).count();
   return left <= 0 ? 0 : left > INT_MAX ? INT_MAX : static_cast<int>(left);
 }
+
+// A duration in whole milliseconds, for comparisons and failure messages.
+inline long long millis(Clock::duration duration) { return std::chrono::duration_cast<Millis>(duration).count(); }
 
 // Waits until `fd` reports one of `events` (or an error or hang-up); false if the deadline came first.
 inline bool poll_until(int fd, short events, Clock::time_point deadline) {
@@ -201,6 +211,22 @@ inline ParsedResponse parse_response(std::string_view bytes, bool head_request, 
   parsed.size = body_start + body_size;
   parsed.status = ParseStatus::complete;
   return parsed;
+}
+
+// ---- what the tests send, and the reply they expect ----
+
+constexpr std::string_view kGet = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+constexpr std::string_view kGetThenClose = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+constexpr std::string_view kHelloWorld = "Hello World!";  // what both servers answer a GET with
+
+// A POST of `body` with its Content-Length; `extra_headers` are whole lines ("Connection: close\r\n").
+inline std::string post_request(std::string_view body, std::string_view extra_headers = "") {
+  return "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
+         std::string(extra_headers) + "\r\n" + std::string(body);
+}
+
+inline bool is_hello_world(const std::optional<Response>& response) {
+  return response && response->status == 200 && response->body == kHelloWorld;
 }
 
 // ---- raw TCP client ----
@@ -596,6 +622,42 @@ inline ExitResult run_to_exit(std::string_view binary, std::vector<std::string> 
   result.out = process.stdout_text();
   result.err = process.stderr_text();
   return result;
+}
+
+// ---- a process, seen from outside ----
+
+inline std::string proc_path(pid_t pid, std::string_view name) {
+  return "/proc/" + std::to_string(pid) + "/" + std::string(name);
+}
+
+// Descriptors the process has open: the entries of /proc/PID/fd (-1 if it cannot be read).
+inline long open_descriptors(pid_t pid) {
+  std::error_code error;
+  std::filesystem::directory_iterator entries(proc_path(pid, "fd"), error);
+  return error ? -1 : std::distance(entries, std::filesystem::directory_iterator());
+}
+
+// The "Threads:" line of /proc/PID/status.
+inline long thread_count(pid_t pid) {
+  std::ifstream status(proc_path(pid, "status"));
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with("Threads:")) return std::stol(line.substr(8));
+  }
+  return -1;
+}
+
+// User plus system CPU time, in clock ticks: fields 14 and 15 of /proc/PID/stat.
+inline long cpu_ticks(pid_t pid) {
+  std::ifstream stat(proc_path(pid, "stat"));
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));  // the name may hold spaces
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int number = 3; number <= 15 && fields >> field; ++number) {
+    if (number == 14) utime = std::stol(field);
+    if (number == 15) stime = std::stol(field);
+  }
+  return utime + stime;
 }
 
 }  // namespace test_support
