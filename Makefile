@@ -93,7 +93,7 @@ $(BUILD)/fuzz_replay_async: tests/fuzz_http.cpp main_async.cpp
 
 # Counts heap allocations by interposing malloc, which a sanitizer's own allocator forbids,
 # so it is built (and run) only without SANITIZE.
-$(BUILD)/alloc_test: tests/alloc_test.cpp main_async.cpp
+$(BUILD)/alloc_test: tests/alloc_test.cpp main_async.cpp tests/test_support.hpp
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS) -o $@ tests/alloc_test.cpp $(TEST_LIBS)
 

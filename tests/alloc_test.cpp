@@ -12,7 +12,13 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "test_support.hpp"
 
 [[maybe_unused]] static const auto kUsesParseOptions = &parse_options;
 [[maybe_unused]] static const auto kUsesRunServer = &run_server;
@@ -45,53 +51,17 @@ void* realloc(void* pointer, std::size_t size) {
 
 namespace {
 
-// A keep-alive client for one connection: sends a request, reads exactly one response.
-class KeepAliveClient {
- public:
-  explicit KeepAliveClient(int port) : socket_(::socket(AF_INET, SOCK_STREAM, 0)) {
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(socket_.fd(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-  }
-  bool connected() const { return connected_; }
+using test_support::Client;
+using test_support::kGet;
+using test_support::kHelloWorld;
 
-  // Sends `request` and returns the response body, or "" when no whole response came.
-  std::string exchange(std::string_view request) {
-    if (::send(socket_.fd(), request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
-      return "";
-    }
-    std::size_t head_end;
-    while ((head_end = pending_.find("\r\n\r\n")) == std::string::npos) {
-      if (!receive()) return "";
-    }
-    std::size_t length_at = pending_.find("Content-Length: ");
-    if (length_at == std::string::npos || length_at > head_end) return "";
-    std::size_t length = std::stoul(pending_.substr(length_at + 16));
-    while (pending_.size() < head_end + 4 + length) {
-      if (!receive()) return "";
-    }
-    std::string body = pending_.substr(head_end + 4, length);
-    pending_.erase(0, head_end + 4 + length);
-    return body;
-  }
-
- private:
-  bool receive() {
-    pollfd ready{socket_.fd(), POLLIN, 0};
-    if (::poll(&ready, 1, 5000) != 1) return false;
-    char chunk[4096];
-    ssize_t n = ::recv(socket_.fd(), chunk, sizeof chunk, 0);
-    if (n <= 0) return false;
-    pending_.append(chunk, static_cast<std::size_t>(n));
-    return true;
-  }
-
-  Socket socket_;
-  bool connected_ = false;
-  std::string pending_;
-};
+// Sends `request` on the kept-alive connection and returns the response body, or "" when no whole
+// response came.
+std::string round_trip(Client& client, std::string_view request) {
+  if (!client.send(request)) return "";
+  const std::optional<test_support::Response> response = client.read_response(std::chrono::seconds(5));
+  return response ? response->body : "";
+}
 
 // Serves one connection with main_async's serve_connection on a counting thread, and runs
 // `client_side` against it.
@@ -103,8 +73,7 @@ void with_served_connection(ClientSide client_side) {
   socklen_t length = sizeof address;
   ::getsockname(listener.fd(), reinterpret_cast<sockaddr*>(&address), &length);
 
-  KeepAliveClient client(ntohs(address.sin_port));
-  ASSERT_TRUE(client.connected());
+  Client client(ntohs(address.sin_port));  // throws, failing the test, if it cannot connect
   Socket connection(::accept(listener.fd(), nullptr, nullptr));
   ASSERT_TRUE(connection);
 
@@ -115,7 +84,7 @@ void with_served_connection(ClientSide client_side) {
     serve_connection(std::move(connection), options, std::stop_token());
   });
   client_side(client);
-  { KeepAliveClient ending = std::move(client); }  // closing the client ends the server loop
+  client.close();  // closing the client ends the server loop
   server.join();
 }
 
@@ -125,10 +94,10 @@ TEST(Allocations, KeepAliveGetAllocatesNothingPerRequest) {
 #ifndef __GLIBC__
   GTEST_SKIP() << "counts allocations through glibc's __libc_malloc";
 #endif
-  with_served_connection([](KeepAliveClient& client) {
-    for (int i = 0; i < 1000; ++i) ASSERT_EQ(client.exchange("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), "Hello World!");
+  with_served_connection([](Client& client) {
+    for (int i = 0; i < 1000; ++i) ASSERT_EQ(round_trip(client, kGet), kHelloWorld);
     const long after_1000 = allocations();
-    for (int i = 0; i < 9000; ++i) ASSERT_EQ(client.exchange("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), "Hello World!");
+    for (int i = 0; i < 9000; ++i) ASSERT_EQ(round_trip(client, kGet), kHelloWorld);
     const long after_10000 = allocations();
 
     EXPECT_GE(after_1000, 2) << "the connection's two buffers were allocated, so the counter must have seen them";
@@ -141,14 +110,14 @@ TEST(Allocations, KeepAlivePostOfSteadySizeAllocatesNothingPerRequest) {
   GTEST_SKIP() << "counts allocations through glibc's __libc_malloc";
 #endif
   const std::string body(1500, 'x');
-  const std::string request = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1500\r\n\r\n" + body;
+  const std::string request = test_support::post_request(body);
   const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5dc\r\n" + body + "\r\n0\r\n\r\n";
-  with_served_connection([&](KeepAliveClient& client) {
-    for (int i = 0; i < 100; ++i) ASSERT_EQ(client.exchange(request), body);  // the body buffer grows once
+  with_served_connection([&](Client& client) {
+    for (int i = 0; i < 100; ++i) ASSERT_EQ(round_trip(client, request), body);  // the body buffer grows once
     const long after_warm_up = allocations();
     for (int i = 0; i < 2000; ++i) {
-      ASSERT_EQ(client.exchange(request), body);
-      ASSERT_EQ(client.exchange(chunked), body);
+      ASSERT_EQ(round_trip(client, request), body);
+      ASSERT_EQ(round_trip(client, chunked), body);
     }
     EXPECT_EQ(allocations(), after_warm_up) << "allocations in 4000 steady-state POSTs";
   });
