@@ -11,12 +11,12 @@
 // It is not a production server: no TLS, no HTTP/2, no files. main_async.cpp adds a thread
 // per connection, keep-alive and tuned buffers; `diff main.cpp main_async.cpp` shows how.
 
-#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -32,6 +33,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <span>
 #include <string>
@@ -49,6 +51,8 @@ constexpr int kListenBacklog = 1024;  // connections the kernel queues until acc
 constexpr int kDefaultPort = 8000;
 constexpr int kDefaultTimeoutMs = 5000;              // a silent client holds our only slot this long
 constexpr std::uint64_t kDefaultMaxBody = 1 << 20;   // 1 MiB: the echo keeps the body in memory
+constexpr std::uint64_t kMinBodyRate = 64 * 1024;    // bytes/s: a body's deadline grows by 1 s per 64 KiB
+constexpr std::size_t kKeptBodyCapacity = 64 * 1024;  // whole pages; beyond it, body memory goes back
 constexpr auto kLingerTime = std::chrono::milliseconds(500);  // see linger_before_close()
 
 using Clock = std::chrono::steady_clock;  // never jumps, unlike the wall clock: for timeouts
@@ -105,7 +109,8 @@ Socket listen_on(const std::string& host, int port) {
   const int error = errno;  // before freeaddrinfo(), which may change it
   ::freeaddrinfo(found);
   if (!ok) {
-    std::fprintf(stderr, "cannot listen on %s:%d: %s\n", host.c_str(), port, std::strerror(error));
+    std::fprintf(stderr, "cannot listen on %s:%d: %s%s\n", host.c_str(), port, std::strerror(error),
+                 error == EADDRINUSE ? " (another program has that port: choose another with --port)" : "");
     return Socket();
   }
   return listener;
@@ -116,19 +121,12 @@ Socket listen_on(const std::string& host, int port) {
 std::string local_url(const Socket& listener) {
   sockaddr_storage address{};
   socklen_t length = sizeof address;
+  char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";  // what stays if either call fails
   ::getsockname(listener.fd(), reinterpret_cast<sockaddr*>(&address), &length);
-  char host[INET6_ADDRSTRLEN] = "?";
-  int port = 0;
-  if (address.ss_family == AF_INET6) {
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
-    ::inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host);
-    port = ntohs(v6->sin6_port);
-    return "http://[" + std::string(host) + "]:" + std::to_string(port);
-  }
-  auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
-  ::inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host);
-  port = ntohs(v4->sin_port);
-  return "http://" + std::string(host) + ":" + std::to_string(port);
+  ::getnameinfo(reinterpret_cast<sockaddr*>(&address), length, host, sizeof host, port, sizeof port,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+  const bool v6 = address.ss_family == AF_INET6;  // an IPv6 address goes in brackets
+  return std::string("http://") + (v6 ? "[" : "") + host + (v6 ? "]:" : ":") + port;
 }
 
 // ANCHOR: accept_connection
@@ -144,7 +142,7 @@ Socket accept_connection(const Socket& listener, int stop_fd, std::chrono::milli
       return Socket();
     }
     if (ready[1].revents != 0) return Socket();
-    if (ready[0].revents == 0) continue;
+    if (ready[0].revents == 0) continue;  // EINTR
 
     Socket connection(::accept(listener.fd(), nullptr, nullptr));
     if (!connection) {
@@ -168,25 +166,34 @@ Socket accept_connection(const Socket& listener, int stop_fd, std::chrono::milli
 // ANCHOR_END: accept_connection
 
 // ANCHOR: reader
-// Why a Reader::fill() brought no new bytes.
-enum class Fill { Data, Eof, Timeout, Stopped, NoRoom, Error };
+// Why Reader::fill() brought no new bytes. Ended: nobody is left to answer (the client closed
+// or reset the connection, or the server is stopping).
+enum class Fill { Data, Timeout, NoRoom, Ended };
 
 // Buffered reading from a connection into a buffer the caller owns. Bytes arrive at the end
 // (fill), the parser looks at what is buffered and consumes from the front.
 class Reader {
  public:
-  // `wake_fd` (optional): when it becomes readable, a wait for more bytes ends with Stopped.
-  Reader(const Socket& connection, std::span<char> buffer, int wake_fd = -1)
-      : fd_(connection.fd()), wake_fd_(wake_fd), buffer_(buffer) {}
+  // ANCHOR: reader_stop
+  // A stop request (`stop_fd` becomes readable) ends any wait for bytes.
+  Reader(const Socket& connection, std::span<char> buffer, int stop_fd)
+      : fd_(connection.fd()), stop_fd_(stop_fd), buffer_(buffer) {}
+  // ANCHOR_END: reader_stop
 
   std::string_view buffered() const { return {buffer_.data() + start_, end_ - start_}; }
   void consume(std::size_t n) { start_ += n; }
+  std::size_t capacity() const { return buffer_.size(); }
 
-  // Consumed bytes normally make room for new ones. Between keep_consumed() and
-  // release_consumed() they stay in place, so string_views into a parsed request head
-  // remain valid while its body is read.
-  void keep_consumed() { kept_ = start_; }
-  void release_consumed() { kept_ = 0; }
+  // Consumes the next `n` bytes (a request head) and keeps them in place until release(), so
+  // that string_views into them stay valid while the body is read. They move to the front of
+  // the buffer first, which leaves the body as much room as there can be.
+  std::string_view keep(std::size_t n) {
+    std::memmove(buffer_.data(), buffer_.data() + start_, end_ - start_);
+    end_ -= start_;
+    start_ = kept_ = n;
+    return {buffer_.data(), n};
+  }
+  void release() { kept_ = 0; }
 
   // ANCHOR: reader_fill
   // Waits until more bytes arrive (or the deadline passes) and appends them.
@@ -196,39 +203,25 @@ class Reader {
     for (;;) {
       auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       if (left <= std::chrono::milliseconds(0)) return Fill::Timeout;
-      if (wake_fd_ >= 0) {  // wait for whichever comes first: bytes, or a wake-up
-        pollfd ready[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-        int n = ::poll(ready, 2, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));
-        if (n < 0 && errno != EINTR) return Fill::Error;
-        if (n <= 0) continue;
-        if (ready[0].revents == 0) return Fill::Stopped;
-      } else if (!limit_receive_wait(left)) {  // recv() itself waits: one system call, not two
-        return Fill::Error;
-      }
+      // ANCHOR: reader_wait
+      // Wait in poll() for whichever comes first: bytes, or a stop request.
+      pollfd ready[2] = {{fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+      int n = ::poll(ready, 2, static_cast<int>(std::min<long long>(left.count(), 1 << 30)));
+      if (n < 0 && errno != EINTR) return Fill::Ended;
+      if (n <= 0) continue;
+      if (ready[0].revents == 0) return Fill::Ended;  // stopping
+      // ANCHOR_END: reader_wait
       ssize_t got = ::recv(fd_, buffer_.data() + end_, buffer_.size() - end_, 0);
       if (got > 0) {
         end_ += static_cast<std::size_t>(got);
         return Fill::Data;
       }
-      if (got == 0) return Fill::Eof;
-      if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) return Fill::Error;
+      if (got == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) return Fill::Ended;
     }
   }
   // ANCHOR_END: reader_fill
 
  private:
-  // SO_RCVTIMEO bounds how long a recv() waits. Setting it is a system call of its own, so
-  // it is set only when the time left differs from what is set by more than a little: on a
-  // keep-alive connection every request starts with the same full timeout, and sets nothing.
-  bool limit_receive_wait(std::chrono::milliseconds left) {
-    constexpr std::chrono::milliseconds kSlack(10);
-    if (left <= receive_wait_ && left > receive_wait_ - kSlack) return true;
-    timeval limit{static_cast<time_t>(left.count() / 1000), static_cast<suseconds_t>(left.count() % 1000 * 1000)};
-    if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) != 0) return false;
-    receive_wait_ = left;
-    return true;
-  }
-
   void make_room() {
     if (start_ == end_) {
       start_ = end_ = kept_;
@@ -239,57 +232,60 @@ class Reader {
     }
   }
 
+  // ANCHOR: reader_state
   int fd_;
-  int wake_fd_;
+  int stop_fd_;
+  // ANCHOR_END: reader_state
   std::span<char> buffer_;
   std::size_t start_ = 0;  // first byte not yet consumed
   std::size_t end_ = 0;    // one past the last byte received
   std::size_t kept_ = 0;   // consumed bytes before this are kept in place
-  std::chrono::milliseconds receive_wait_{0};  // the SO_RCVTIMEO now set (0: none)
 };
 // ANCHOR_END: reader
 
 // ANCHOR: writer
-// Buffered writing to a connection from a buffer the caller owns: a response is assembled
-// in the buffer and leaves in one send() on flush(). Larger pieces go straight out.
+// Buffered writing to a connection from a buffer the caller owns: a response is assembled in
+// the buffer and leaves in one send() on flush(); larger pieces go straight out. Errors are
+// sticky: after a failed send(), writes do nothing and flush() says false, so the caller
+// checks once, at the end.
 class Writer {
  public:
   Writer(const Socket& connection, std::span<char> buffer) : fd_(connection.fd()), buffer_(buffer) {}
 
-  bool write(std::string_view bytes) {
-    if (bytes.size() > buffer_.size() - used_ && !flush()) return false;
+  void write(std::string_view bytes) {
+    if (bytes.size() > buffer_.size() - used_) flush();
     if (bytes.size() >= buffer_.size()) return send_all(bytes);
     std::memcpy(buffer_.data() + used_, bytes.data(), bytes.size());
     used_ += bytes.size();
-    return true;
   }
 
-  bool write_number(std::uint64_t value) {
+  void write_number(std::uint64_t value) {
     char digits[20];
     auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
-    return write({digits, static_cast<std::size_t>(end - digits)});
+    write({digits, static_cast<std::size_t>(end - digits)});
   }
 
+  // Sends what is buffered. False once any send has failed.
   bool flush() {
-    bool ok = send_all({buffer_.data(), used_});
+    send_all({buffer_.data(), used_});
     used_ = 0;
-    return ok;
+    return !failed_;
   }
 
  private:
-  bool send_all(std::string_view bytes) {
-    while (!bytes.empty()) {
+  void send_all(std::string_view bytes) {
+    while (!failed_ && !bytes.empty()) {
       ssize_t sent = ::send(fd_, bytes.data(), bytes.size(), 0);
       if (sent < 0 && errno == EINTR) continue;
-      if (sent <= 0) return false;  // peer gone, or SO_SNDTIMEO passed
-      bytes.remove_prefix(static_cast<std::size_t>(sent));
+      failed_ = sent <= 0;  // the peer is gone, or SO_SNDTIMEO passed
+      if (!failed_) bytes.remove_prefix(static_cast<std::size_t>(sent));
     }
-    return true;
   }
 
   int fd_;
   std::span<char> buffer_;
   std::size_t used_ = 0;
+  bool failed_ = false;
 };
 // ANCHOR_END: writer
 
@@ -300,6 +296,7 @@ class Writer {
 // closes too, for at most kLingerTime. The caller's Socket then closes the descriptor.
 void linger_before_close(const Socket& connection, Reader& reader) {
   ::shutdown(connection.fd(), SHUT_WR);
+  reader.release();  // the request is answered: the whole buffer may take what follows
   const Deadline deadline = Clock::now() + kLingerTime;
   do {
     reader.consume(reader.buffered().size());
@@ -321,6 +318,7 @@ enum class Status {
   ExpectationFailed = 417,
   HeaderFieldsTooLarge = 431,
   NotImplemented = 501,
+  ServiceUnavailable = 503,
   VersionNotSupported = 505,
 };
 // ANCHOR_END: status
@@ -337,6 +335,7 @@ std::string_view reason_phrase(Status status) {
     case Status::ExpectationFailed: return "Expectation Failed";
     case Status::HeaderFieldsTooLarge: return "Request Header Fields Too Large";
     case Status::NotImplemented: return "Not Implemented";
+    case Status::ServiceUnavailable: return "Service Unavailable";
     case Status::VersionNotSupported: return "HTTP Version Not Supported";
   }
   return "Unknown";
@@ -434,7 +433,8 @@ bool is_valid_target(std::string_view method, std::string_view target) {
 }
 
 // Host = uri-host [ ":" port ] (RFC 9110 7.2): a name or IPv4 address, or an IPv6 literal in
-// brackets, then optionally a colon and digits. Spaces, slashes or a second colon are rejected.
+// brackets, then optionally a colon and digits. Spaces, slashes or a second colon are rejected,
+// and so is an empty host: an http URI must have one (RFC 9110 4.2.1).
 bool is_valid_host(std::string_view host) {
   auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
   auto is_name_char = [](char c) {  // unreserved, pct-encoded and sub-delims of RFC 3986
@@ -453,7 +453,8 @@ bool is_valid_host(std::string_view host) {
     while (name_end < host.size() && is_name_char(host[name_end])) ++name_end;
   }
   std::string_view port = host.substr(name_end);
-  return port.empty() || (port.front() == ':' && std::all_of(port.begin() + 1, port.end(), is_digit));
+  return name_end > (host.starts_with('[') ? 2 : 0) &&
+         (port.empty() || (port.front() == ':' && std::all_of(port.begin() + 1, port.end(), is_digit)));
 }
 
 // ANCHOR: request_line
@@ -479,6 +480,45 @@ Status parse_request_line(std::string_view line, Request& request) {
   return Status::OK;
 }
 // ANCHOR_END: request_line
+
+// ANCHOR: scan_head
+// Where the head ends in the bytes received so far. Lines must end in CRLF: a bare CR or LF
+// is rejected at once rather than guessed at, since two parsers guessing differently is how
+// requests get smuggled. So is what can never start a request: a method is a token, which a
+// NUL or a TLS handshake is not, and a request line is checked as soon as it ends (HTTP/0.9's
+// "GET /" is not one).
+struct HeadScan {
+  enum State { Incomplete, Complete, Invalid } state = Incomplete;
+  std::size_t length = 0;      // Complete: bytes up to and including the empty line.
+                               // Incomplete: bytes scanned; a scan of more bytes goes on from here
+  std::size_t line_start = 0;  // where the line being scanned begins (after the request line: > 0)
+  bool in_method = true;       // no space seen yet on the request line
+};
+
+// Pass the last Incomplete result back in when more bytes have arrived, so that a long head is
+// scanned once, not again from its start after every read.
+HeadScan scan_request_head(std::string_view data, HeadScan scan = {}) {
+  for (; scan.length < data.size(); ++scan.length) {
+    const std::size_t i = scan.length;
+    if (data[i] == '\n') return {HeadScan::Invalid};
+    if (data[i] == '\r') {
+      if (i + 1 == data.size()) break;  // the LF may still come
+      if (data[i + 1] != '\n') return {HeadScan::Invalid};
+      if (i == scan.line_start) return {HeadScan::Complete, i + 2};
+      Request unused;
+      if (scan.line_start == 0 && parse_request_line(data.substr(0, i), unused) == Status::BadRequest) {
+        return {HeadScan::Invalid};
+      }
+      scan.line_start = i + 2;
+      ++scan.length;
+    } else if (scan.in_method) {
+      scan.in_method = !(data[i] == ' ' && i > 0);
+      if (scan.in_method && !is_tchar(data[i])) return {HeadScan::Invalid};
+    }
+  }
+  return scan;
+}
+// ANCHOR_END: scan_head
 
 // ANCHOR: field_line
 // field-line = field-name ":" OWS field-value OWS. Splits one line, or says it is malformed.
@@ -511,7 +551,8 @@ ParsedHead parse_request_head(std::string_view head) {
   if (Status status = parse_request_line(next_line(), request); status != Status::OK) return fail(status);
 
   int hosts = 0;
-  int content_lengths = 0;
+  int content_lengths = 0;  // values seen, in one field or several
+  bool conflicting_lengths = false;
   bool transfer_encoding = false, chunked_last = false, unknown_coding = false;
   int chunked_count = 0;
   bool connection_close = false, connection_keep_alive = false;
@@ -526,11 +567,16 @@ ParsedHead parse_request_head(std::string_view head) {
       if (!is_valid_host(value)) return fail(Status::BadRequest);
       ++hosts;
     } else if (equals_ignoring_case(name, "content-length")) {
-      // Duplicates are tolerated only when they agree (RFC 9110 8.6).
-      auto length = parse_decimal(value);
-      if (!length || (content_lengths > 0 && *length != request.content_length)) return fail(Status::BadRequest);
-      request.content_length = *length;
-      ++content_lengths;
+      // Repeated values, as a list or in several fields, are accepted only when they agree
+      // (RFC 9112 6.3); every one must be a number, and there must be one.
+      const int before = content_lengths;
+      for_each_list_element(value, [&](std::string_view element) {
+        auto length = parse_decimal(element);
+        conflicting_lengths |= !length || (content_lengths > 0 && *length != request.content_length);
+        if (length) request.content_length = *length;
+        ++content_lengths;
+      });
+      if (conflicting_lengths || content_lengths == before) return fail(Status::BadRequest);
     } else if (equals_ignoring_case(name, "transfer-encoding")) {
       transfer_encoding = true;
       for_each_list_element(value, [&](std::string_view coding) {
@@ -558,7 +604,8 @@ ParsedHead parse_request_head(std::string_view head) {
   // ANCHOR: framing
   // RFC 9112 6.1 and 6.3: the body's length must be unambiguous. Transfer-Encoding together
   // with Content-Length is the classic request-smuggling vector, so both is an error, as is
-  // Transfer-Encoding in HTTP/1.0 or a chunked coding that is not last (or given twice).
+  // Transfer-Encoding in HTTP/1.0 or a chunked coding that is not last (or given twice). Only
+  // then, for a well-framed chunked body, does a coding we do not know get 501.
   if (transfer_encoding) {
     if (content_lengths > 0 || request.minor_version == 0 || !chunked_last || chunked_count > 1) {
       return fail(Status::BadRequest);
@@ -574,59 +621,30 @@ ParsedHead parse_request_head(std::string_view head) {
 }
 // ANCHOR_END: parse_head
 
-// ANCHOR: scan_head
-// Where the head ends in the bytes received so far. Lines must end in CRLF: a bare CR or LF
-// is rejected at once rather than guessed at, since two parsers guessing differently is how
-// requests get smuggled.
-struct HeadScan {
-  enum State { Incomplete, Complete, Invalid } state = Incomplete;
-  std::size_t length = 0;               // with Complete: bytes up to and including the empty line
-  bool request_line_complete = false;   // with Incomplete: for choosing 414 over 431
-};
-
-HeadScan scan_request_head(std::string_view data) {
-  HeadScan scan;
-  std::size_t line_start = 0;
-  for (std::size_t i = 0; i < data.size(); ++i) {
-    if (data[i] == '\n') return {HeadScan::Invalid};
-    if (data[i] != '\r') continue;
-    if (i + 1 == data.size()) break;
-    if (data[i + 1] != '\n') return {HeadScan::Invalid};
-    if (i == line_start) return {HeadScan::Complete, i + 2};
-    scan.request_line_complete = true;
-    line_start = i + 2;
-    ++i;
-  }
-  return scan;
-}
-// ANCHOR_END: scan_head
-
 // ANCHOR: read_head
-// Reads a request head from the connection. Returns OK and the request, an error status to
-// answer with, or nullopt when the connection ended before a request began (nothing to say).
+// Reads a request head from the connection, by `deadline`. Returns OK and the request, an
+// error status to answer with, or nullopt when the connection ended before a request began
+// (nothing to say).
 std::optional<ParsedHead> read_request_head(Reader& reader, Deadline deadline) {
-  reader.release_consumed();  // the previous request is answered; its bytes may go
+  reader.release();  // the previous request is answered; its bytes may go
+  HeadScan scan;
   for (;;) {
-    // RFC 9112 2.2: empty lines before a request line are ignored.
+    // RFC 9112 2.2: empty lines before a request line are ignored. (They come before the
+    // scan has taken a step, so the scan need not start over.)
     while (reader.buffered().starts_with("\r\n")) reader.consume(2);
 
-    std::string_view data = reader.buffered();
-    HeadScan scan = scan_request_head(data);
+    scan = scan_request_head(reader.buffered(), scan);
     if (scan.state == HeadScan::Invalid) return rejected(Status::BadRequest);
     if (scan.state == HeadScan::Complete) {
-      ParsedHead parsed = parse_request_head(data.substr(0, scan.length));
-      reader.consume(scan.length);
-      reader.keep_consumed();  // the request's views point into these bytes
-      return parsed;
+      return parse_request_head(reader.keep(scan.length));  // the request's views point into it
     }
     switch (reader.fill(deadline)) {
       case Fill::Data: continue;
-      case Fill::NoRoom:
-        return rejected(scan.request_line_complete ? Status::HeaderFieldsTooLarge : Status::UriTooLong);
+      case Fill::NoRoom: return rejected(scan.line_start > 0 ? Status::HeaderFieldsTooLarge : Status::UriTooLong);
       case Fill::Timeout:
-        if (!data.empty()) return rejected(Status::RequestTimeout);
+        if (!reader.buffered().empty()) return rejected(Status::RequestTimeout);
         return std::nullopt;
-      default: return std::nullopt;  // closed, reset or stopped: nobody to answer
+      case Fill::Ended: return std::nullopt;
     }
   }
 }
@@ -644,14 +662,111 @@ struct Limits {
 using BodyResult = std::optional<Status>;
 // ANCHOR_END: limits
 
-// Appends up to `count` more body bytes to `body`, waiting for them as needed.
-BodyResult read_exactly(Reader& reader, std::uint64_t count, std::string& body, const Limits& limits) {
+// ANCHOR: body_deadline
+// A body must arrive within the timeout, plus one second for every kMinBodyRate bytes it
+// declares (its Content-Length, or each chunk's size). A slow upload gets the time its size
+// needs; a client that trickles cannot hold the connection for longer than that.
+Deadline extended(Deadline deadline, std::uint64_t body_bytes) {
+  return deadline + std::chrono::microseconds(body_bytes * 1'000'000 / kMinBodyRate);
+}
+// ANCHOR_END: body_deadline
+
+// ANCHOR: body
+// The memory all request bodies together may hold, across the whole server. A body takes
+// room before it grows and gives it back after its response; a request that finds too little
+// left is answered 503, so that many large uploads at once cannot exhaust memory.
+class BodyBudget {
+ public:
+  explicit BodyBudget(std::uint64_t bytes) : left_(bytes) {}
+
+  bool take(std::uint64_t bytes) {
+    std::uint64_t left = left_.load();
+    do {
+      if (bytes > left) return false;
+    } while (!left_.compare_exchange_weak(left, left - bytes));
+    return true;
+  }
+  void give_back(std::uint64_t bytes) { left_ += bytes; }
+
+ private:
+  std::atomic<std::uint64_t> left_;
+};
+
+// A request body, held in memory for the handler. Its bytes live in a mapping of its own
+// (mmap), not on the C library's heap, which keeps what is freed for later: there a connection
+// that once took a 1 MiB upload would go on holding it. After each response the body gives its
+// room back to the budget, and all but kKeptBodyCapacity of its mapping back to the kernel; what
+// it keeps serves the next small body with no system call.
+class Body {
+ public:
+  explicit Body(BodyBudget& budget) : budget_(budget) {}
+  Body(const Body&) = delete;
+  Body& operator=(const Body&) = delete;
+  ~Body() {
+    clear();
+    if (data_ != nullptr) ::munmap(data_, capacity_);
+  }
+
+  std::string_view bytes() const { return {data_, size_}; }
+
+  // Makes room for `count` more bytes: from the budget, then from the kernel. False when
+  // either has too little to give.
+  bool reserve(std::uint64_t count) {
+    if (!budget_.take(count)) return false;
+    reserved_ += count;
+    return count <= capacity_ - size_ || grow(size_ + count);
+  }
+  void append(std::string_view piece) {  // within the room reserved
+    std::memcpy(data_ + size_, piece.data(), piece.size());
+    size_ += piece.size();
+  }
+
+  void clear() {
+    budget_.give_back(std::exchange(reserved_, 0));
+    size_ = 0;
+    if (capacity_ > kKeptBodyCapacity) {
+      ::munmap(data_ + kKeptBodyCapacity, capacity_ - kKeptBodyCapacity);
+      capacity_ = kKeptBodyCapacity;
+    }
+  }
+
+ private:
+  // Moves the bytes to a new mapping of at least `needed` bytes: at least twice the old one, so
+  // that a body growing chunk by chunk is copied a few times, not once per chunk; in whole
+  // kKeptBodyCapacity units, so that clear() can cut it there.
+  bool grow(std::uint64_t needed) {
+    std::uint64_t capacity = std::max<std::uint64_t>(needed, 2 * capacity_);
+    capacity = (capacity + kKeptBodyCapacity - 1) / kKeptBodyCapacity * kKeptBodyCapacity;
+    void* mapping = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapping == MAP_FAILED) return false;
+    if (data_ != nullptr) {
+      std::memcpy(mapping, data_, size_);
+      ::munmap(data_, capacity_);
+    }
+    data_ = static_cast<char*>(mapping);
+    capacity_ = capacity;
+    return true;
+  }
+
+  BodyBudget& budget_;
+  char* data_ = nullptr;  // a mapping of capacity_ bytes, once there is one
+  std::size_t size_ = 0;
+  std::size_t capacity_ = 0;
+  std::uint64_t reserved_ = 0;
+};
+// ANCHOR_END: body
+
+// Appends the next `count` body bytes to `body` (which has room for them), waiting for them
+// until `deadline`.
+BodyResult read_exactly(Reader& reader, std::uint64_t count, Body& body, Deadline deadline) {
   while (count > 0) {
     if (reader.buffered().empty()) {
-      Fill fill = reader.fill(Clock::now() + limits.timeout);
-      if (fill == Fill::Timeout) return Status::RequestTimeout;
-      if (fill == Fill::NoRoom) return Status::HeaderFieldsTooLarge;  // the head left no room
-      if (fill != Fill::Data) return std::nullopt;
+      switch (reader.fill(deadline)) {
+        case Fill::Data: break;
+        case Fill::Timeout: return Status::RequestTimeout;
+        case Fill::NoRoom: return Status::HeaderFieldsTooLarge;  // the head filled the buffer
+        case Fill::Ended: return std::nullopt;
+      }
     }
     std::string_view piece = reader.buffered().substr(0, static_cast<std::size_t>(
         std::min<std::uint64_t>(count, reader.buffered().size())));
@@ -662,9 +777,9 @@ BodyResult read_exactly(Reader& reader, std::uint64_t count, std::string& body, 
   return Status::OK;
 }
 
-// Reads one line ending in CRLF (without it) into `line`. Lines longer than the buffer are
-// rejected with `too_long`.
-BodyResult read_line(Reader& reader, std::string_view& line, const Limits& limits, Status too_long) {
+// Reads one line ending in CRLF (without it) into `line`, by `deadline`. A line longer than
+// the room in the buffer is rejected with `too_long`.
+BodyResult read_line(Reader& reader, std::string_view& line, Deadline deadline, Status too_long) {
   for (;;) {
     std::string_view data = reader.buffered();
     std::size_t end = data.find('\n');
@@ -675,14 +790,17 @@ BodyResult read_line(Reader& reader, std::string_view& line, const Limits& limit
       reader.consume(end + 1);
       return Status::OK;
     }
-    Fill fill = reader.fill(Clock::now() + limits.timeout);
-    if (fill == Fill::NoRoom) return too_long;
-    if (fill == Fill::Timeout) return Status::RequestTimeout;
-    if (fill != Fill::Data) return std::nullopt;
+    switch (reader.fill(deadline)) {
+      case Fill::Data: break;
+      case Fill::Timeout: return Status::RequestTimeout;
+      case Fill::NoRoom: return too_long;
+      case Fill::Ended: return std::nullopt;
+    }
   }
 }
 
-// chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] )
+// chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] ). Whitespace
+// may only come before a ";" or "=" or after one: "5 " with nothing after the space is invalid.
 bool is_chunk_extension(std::string_view s) {
   auto skip_whitespace = [&s] { s = s.substr(std::min(s.size(), s.find_first_not_of(" \t"))); };
   auto take_token = [&s] {
@@ -703,13 +821,18 @@ bool is_chunk_extension(std::string_view s) {
     }
     return false;
   };
-  for (skip_whitespace(); !s.empty(); skip_whitespace()) {
-    if (s.front() != ';') return false;
+  while (!s.empty()) {
+    skip_whitespace();
+    if (s.empty() || s.front() != ';') return false;
     s.remove_prefix(1);
     skip_whitespace();
     if (!take_token()) return false;
+    std::string_view after_name = s;
     skip_whitespace();
-    if (s.empty() || s.front() != '=') continue;
+    if (s.empty() || s.front() != '=') {
+      s = after_name;  // no value: what follows the name must be the next ";"
+      continue;
+    }
     s.remove_prefix(1);
     skip_whitespace();
     if (s.empty() || !(s.front() == '"' ? take_quoted_string() : take_token())) return false;
@@ -719,11 +842,13 @@ bool is_chunk_extension(std::string_view s) {
 
 // ANCHOR: chunked
 // chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 7.1). Extensions are
-// checked and ignored; trailer fields are checked and dropped.
-BodyResult read_chunked_body(Reader& reader, std::string& body, const Limits& limits) {
+// checked and ignored; trailer fields are checked and dropped, and like a head they must fit
+// in the read buffer.
+BodyResult read_chunked_body(Reader& reader, Body& body, const Limits& limits, Deadline deadline) {
+  std::uint64_t size_so_far = 0;
   for (;;) {
     std::string_view line;
-    if (BodyResult r = read_line(reader, line, limits, Status::BadRequest); r != Status::OK) return r;
+    if (BodyResult r = read_line(reader, line, deadline, Status::BadRequest); r != Status::OK) return r;
     std::uint64_t size = 0;
     auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), size, 16);
     if (ec != std::errc() || end == line.data() ||
@@ -731,63 +856,58 @@ BodyResult read_chunked_body(Reader& reader, std::string& body, const Limits& li
       return Status::BadRequest;
     }
     if (size == 0) break;
-    if (size > limits.max_body - body.size()) return Status::ContentTooLarge;
-    if (BodyResult r = read_exactly(reader, size, body, limits); r != Status::OK) return r;
-    if (BodyResult r = read_line(reader, line, limits, Status::BadRequest); r != Status::OK) return r;
+    if (size > limits.max_body - size_so_far) return Status::ContentTooLarge;
+    if (!body.reserve(size)) return Status::ServiceUnavailable;
+    size_so_far += size;
+    deadline = extended(deadline, size);
+    if (BodyResult r = read_exactly(reader, size, body, deadline); r != Status::OK) return r;
+    if (BodyResult r = read_line(reader, line, deadline, Status::BadRequest); r != Status::OK) return r;
     if (!line.empty()) return Status::BadRequest;  // chunk-data must be followed by CRLF
   }
+  std::size_t trailer_bytes = 0;
   for (;;) {  // trailer-section: field lines up to an empty line
     std::string_view line, name, value;
-    if (BodyResult r = read_line(reader, line, limits, Status::HeaderFieldsTooLarge); r != Status::OK) return r;
+    if (BodyResult r = read_line(reader, line, deadline, Status::HeaderFieldsTooLarge); r != Status::OK) return r;
     if (line.empty()) return Status::OK;
+    trailer_bytes += line.size() + 2;
+    if (trailer_bytes > reader.capacity()) return Status::HeaderFieldsTooLarge;
     if (!split_field_line(line, name, value)) return Status::BadRequest;
   }
 }
 // ANCHOR_END: chunked
 
 // ANCHOR: read_body
-// Reads the request's body into `body` (cleared first; its capacity is reused).
-BodyResult read_body(Reader& reader, Writer& writer, const Request& request, std::string& body,
-                     const Limits& limits) {
-  body.clear();
+// Reads the request's body into `body` (empty: serve_request empties it after each response).
+BodyResult read_body(Reader& reader, Writer& writer, const Request& request, Body& body, const Limits& limits) {
   if (!request.chunked && request.content_length > limits.max_body) return Status::ContentTooLarge;
   if (!request.chunked && request.content_length == 0) return Status::OK;
+  if (!request.chunked && !body.reserve(request.content_length)) return Status::ServiceUnavailable;
   if (request.expect_continue) {  // the client waits for this before sending the body
-    if (!writer.write("HTTP/1.1 100 Continue\r\n\r\n") || !writer.flush()) return std::nullopt;
+    writer.write("HTTP/1.1 100 Continue\r\n\r\n");
+    if (!writer.flush()) return std::nullopt;
   }
-  if (request.chunked) return read_chunked_body(reader, body, limits);
-  return read_exactly(reader, request.content_length, body, limits);
+  const Deadline deadline = Clock::now() + limits.timeout;
+  if (request.chunked) return read_chunked_body(reader, body, limits, deadline);
+  return read_exactly(reader, request.content_length, body, extended(deadline, request.content_length));
 }
 // ANCHOR_END: read_body
 
 // ANCHOR: http_date
-// IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 5.6.7), formatted at most
-// once a second per thread. <chrono> calendar types: no locale, no time zone, no allocation.
+// IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT" (RFC 9110 5.6.7), formatted at most once
+// a second per thread. strftime's day and month names are English in the "C" locale, which
+// a program has until it calls setlocale().
 std::string_view http_date() {
-  using namespace std::chrono;
-  thread_local sys_seconds cached_second{};
-  thread_local char text[] = "Thu, 01 Jan 1970 00:00:00 GMT";
-  const sys_seconds now = floor<seconds>(system_clock::now());
+  thread_local std::time_t cached_second = -1;
+  thread_local char text[32];
+  thread_local std::size_t length = 0;
+  const std::time_t now = std::time(nullptr);
   if (now != cached_second) {
     cached_second = now;
-    const sys_days day = floor<days>(now);
-    const year_month_day date{day};
-    const hh_mm_ss time{now - day};
-    static constexpr std::string_view kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static constexpr std::string_view kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    auto put = [](char* at, unsigned value, int width) {
-      for (int i = width - 1; i >= 0; --i, value /= 10) at[i] = static_cast<char>('0' + value % 10);
-    };
-    kDays[weekday(day).c_encoding()].copy(text, 3);
-    put(text + 5, static_cast<unsigned>(date.day()), 2);
-    kMonths[static_cast<unsigned>(date.month()) - 1].copy(text + 8, 3);
-    put(text + 12, static_cast<unsigned>(static_cast<int>(date.year())), 4);
-    put(text + 17, static_cast<unsigned>(time.hours().count()), 2);
-    put(text + 20, static_cast<unsigned>(time.minutes().count()), 2);
-    put(text + 23, static_cast<unsigned>(time.seconds().count()), 2);
+    std::tm utc{};
+    ::gmtime_r(&now, &utc);
+    length = std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &utc);
   }
-  return {text, sizeof text - 1};
+  return {text, length};
 }
 // ANCHOR_END: http_date
 
@@ -803,15 +923,28 @@ struct Response {
 enum class Persistence { Close, KeepAlive, KeepAlive10 };
 
 // Assembles the whole response in the writer's buffer; the caller flushes.
-bool write_response(Writer& out, const Response& response, bool include_body, Persistence persistence) {
-  bool ok = out.write("HTTP/1.1 ") && out.write_number(static_cast<int>(response.status)) && out.write(" ") &&
-            out.write(reason_phrase(response.status)) && out.write("\r\nDate: ") && out.write(http_date()) &&
-            out.write("\r\nContent-Type: ") && out.write(response.content_type) &&
-            out.write("\r\nContent-Length: ") && out.write_number(response.body.size()) && out.write("\r\n");
-  if (ok && !response.allow.empty()) ok = out.write("Allow: ") && out.write(response.allow) && out.write("\r\n");
-  if (ok && persistence == Persistence::Close) ok = out.write("Connection: close\r\n");
-  if (ok && persistence == Persistence::KeepAlive10) ok = out.write("Connection: keep-alive\r\n");
-  return ok && out.write("\r\n") && (!include_body || out.write(response.body));
+void write_response(Writer& out, const Response& response, bool include_body, Persistence persistence) {
+  out.write("HTTP/1.1 ");
+  out.write_number(static_cast<int>(response.status));
+  out.write(" ");
+  out.write(reason_phrase(response.status));
+  out.write("\r\nDate: ");
+  out.write(http_date());
+  out.write("\r\nContent-Type: ");
+  out.write(response.content_type);
+  out.write("\r\nContent-Length: ");
+  out.write_number(response.body.size());
+  out.write("\r\n");
+  if (!response.allow.empty()) {
+    out.write("Allow: ");
+    out.write(response.allow);
+    out.write("\r\n");
+  }
+  if (response.status == Status::ServiceUnavailable) out.write("Retry-After: 1\r\n");
+  if (persistence == Persistence::Close) out.write("Connection: close\r\n");
+  if (persistence == Persistence::KeepAlive10) out.write("Connection: keep-alive\r\n");
+  out.write("\r\n");
+  if (include_body) out.write(response.body);
 }
 // ANCHOR_END: write_response
 
@@ -834,7 +967,7 @@ struct Exchange {
 // Reads one request, lets `handler` answer it, writes the response. After an error response
 // the connection closes: after most errors the rest of the stream can no longer be trusted to
 // be framed, and one rule for every error status is simpler to check than a list of exceptions.
-Exchange serve_request(Reader& reader, Writer& writer, std::string& body, Handler handler, const Limits& limits,
+Exchange serve_request(Reader& reader, Writer& writer, Body& body, Handler handler, const Limits& limits,
                        bool may_keep_alive) {
   Exchange exchange;
   std::optional<ParsedHead> head = read_request_head(reader, Clock::now() + limits.timeout);
@@ -847,7 +980,7 @@ Exchange serve_request(Reader& reader, Writer& writer, std::string& body, Handle
   if (head->status == Status::OK) {
     BodyResult body_result = read_body(reader, writer, request, body, limits);
     if (!body_result) return exchange;
-    response = *body_result == Status::OK ? handler(request, body) : error_response(*body_result);
+    response = *body_result == Status::OK ? handler(request, body.bytes()) : error_response(*body_result);
   }
 
   exchange.status = response.status;
@@ -855,8 +988,10 @@ Exchange serve_request(Reader& reader, Writer& writer, std::string& body, Handle
   Persistence persistence = !exchange.keep_alive       ? Persistence::Close
                             : request.minor_version == 0 ? Persistence::KeepAlive10
                                                          : Persistence::KeepAlive;
-  exchange.answered = write_response(writer, response, request.method != "HEAD", persistence) && writer.flush();
+  write_response(writer, response, request.method != "HEAD", persistence);
+  exchange.answered = writer.flush();
   exchange.keep_alive &= exchange.answered;
+  body.clear();  // its memory goes back before the connection waits for another request
   return exchange;
 }
 // ANCHOR_END: serve_request
@@ -877,6 +1012,7 @@ Response handle(const Request& request, std::string_view body) {
 // SIGINT and SIGTERM ask the server to stop. A signal handler may do almost nothing safely,
 // so it writes one byte to a pipe (the "self-pipe trick"); whoever waits in poll() on the
 // pipe's read end wakes up. The byte is never read: the pipe stays readable, for everyone.
+// A second signal finds the pipe readable already, and ends the process at once.
 class StopSignal {
  public:
   static bool install() {
@@ -887,6 +1023,11 @@ class StopSignal {
     ::fcntl(write_fd_, F_SETFL, O_NONBLOCK);
     struct sigaction action{};
     action.sa_handler = [](int) {
+      if (requested()) {
+        constexpr std::string_view kMessage = "second stop signal: exiting now\n";
+        [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, kMessage.data(), kMessage.size());
+        ::_exit(1);
+      }
       int saved = errno;
       [[maybe_unused]] ssize_t n = ::write(write_fd_, "x", 1);
       errno = saved;
@@ -894,8 +1035,6 @@ class StopSignal {
     ::sigemptyset(&action.sa_mask);
     ::sigaction(SIGINT, &action, nullptr);
     ::sigaction(SIGTERM, &action, nullptr);
-    // A client that closes early must cost a failed send(), not the process.
-    ::signal(SIGPIPE, SIG_IGN);
     return true;
   }
   static int fd() { return read_fd_; }
@@ -933,9 +1072,9 @@ void log_request(const Exchange& exchange) {
 
 // ANCHOR: serve_connection
 // One request, one response, close: the simplest thing that is still HTTP/1.1.
-void serve_connection(Socket connection, const Options& options) {
+void serve_connection(Socket connection, const Options& options, BodyBudget& budget) {
   std::array<char, kBufferSize> input, output;
-  std::string body;
+  Body body(budget);
   Reader reader(connection, input, StopSignal::fd());  // a stop request ends any wait
   Writer writer(connection, output);
   Exchange exchange = serve_request(reader, writer, body, handle, options.limits, /*may_keep_alive=*/false);
@@ -949,13 +1088,16 @@ void serve_connection(Socket connection, const Options& options) {
 // ANCHOR: run_server
 int run_server(const Options& options) {
   if (!StopSignal::install()) return 1;
+  // A client that closes early must cost a failed send(), not the process.
+  ::signal(SIGPIPE, SIG_IGN);
   Socket listener = listen_on(options.host, options.port);
   if (!listener) return 1;
   std::printf("Listening on %s\n", local_url(listener).c_str());
   std::fflush(stdout);
 
+  BodyBudget budget(options.limits.max_body);  // one request at a time: one body's worth
   while (Socket connection = accept_connection(listener, StopSignal::fd(), options.limits.timeout)) {
-    serve_connection(std::move(connection), options);
+    serve_connection(std::move(connection), options, budget);
   }
   return StopSignal::requested() ? 0 : 1;  // the loop ends on a stop, or when poll() fails
 }
@@ -972,7 +1114,8 @@ constexpr std::string_view kHelp =
     "\n"
     "  --host ADDR      address to listen on (default 127.0.0.1)\n"
     "  --port N         port to listen on, 0 for any free one (default 8000)\n"
-    "  --timeout-ms N   close a connection that sends nothing for N ms (default 5000)\n"
+    "  --timeout-ms N   a request head must arrive within N ms (default 5000), and then its\n"
+    "                   body within N ms plus 1 s per 64 KiB; else 408 and close\n"
     "  --max-body N     largest request body in bytes; larger gets 413 (default 1048576)\n"
     "  --help           show this help\n";
 

@@ -8,4 +8,7 @@
 
 #define SERVER_TAG Async
 constexpr std::size_t kServerBufferSize = kDefaultBufferSize;
+// main_async's Reader waits in recv() itself.
+Reader make_reader(const Socket& socket, std::span<char> buffer) { return Reader(socket, buffer); }
+
 #include "http_rules.inc"

@@ -8,4 +8,7 @@
 
 #define SERVER_TAG Blocking
 constexpr std::size_t kServerBufferSize = kBufferSize;
+// main's Reader also watches a stop descriptor; -1 is one poll() skips, so it never fires.
+Reader make_reader(const Socket& socket, std::span<char> buffer) { return Reader(socket, buffer, -1); }
+
 #include "http_rules.inc"
