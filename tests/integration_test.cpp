@@ -106,7 +106,7 @@ std::string first_difference(std::string_view expected, std::string_view actual)
 
 // True if `date` is an IMF-fixdate ("Sat, 21 Nov 2026 22:31:56 GMT") within a minute of now: it must
 // parse, and printing the parsed time in the same format must give back exactly the same text (which
-// also checks the weekday and the two-digit fields). No <regex>: g++ 12 warns inside it under ASan.
+// also checks the weekday and the two-digit fields).
 ::testing::AssertionResult is_current_imf_fixdate(const std::string& date) {
   static constexpr const char* kImfFixdate = "%a, %d %b %Y %H:%M:%S GMT";
   std::tm parts{};
@@ -204,7 +204,8 @@ TEST_P(Cli, HelpPrintsUsageOnStdoutAndExitsZero) {
 TEST_P(Cli, AcceptsEveryDocumentedFlag) {
   std::vector<std::string> args = {"--host", "127.0.0.1", "--timeout-ms", "1000", "--max-body", "100"};
   if (is_async()) {
-    args.insert(args.end(), {"--buffer-size", "8192", "--no-keepalive", "--log-requests", "--max-connections", "50"});
+    args.insert(args.end(), {"--buffer-size", "8192", "--no-keepalive", "--log-requests", "--max-connections", "50",
+                             "--body-memory", "1000000", "--shutdown-timeout-ms", "100"});
   }
   ServerProcess server = start(args);
   Client client(server.port());
@@ -219,10 +220,12 @@ TEST_P(Cli, RejectsUnknownFlagsAndBadValuesWithUsageOnStderrAndStatus2) {
       {"--host"},        {"--bogus"},         {"extra-positional-word"},
   };
   if (is_async()) {
-    bad_arguments.insert(bad_arguments.end(), {{"--buffer-size", "abc"}, {"--max-connections", "abc"}});
+    bad_arguments.insert(bad_arguments.end(), {{"--buffer-size", "abc"}, {"--max-connections", "abc"},
+                                               {"--body-memory", "-1"}, {"--shutdown-timeout-ms", "1s"}});
   } else {  // the blocking server has none of the async server's flags
     bad_arguments.insert(bad_arguments.end(), {{"--buffer-size", "4096"}, {"--no-keepalive"}, {"--log-requests"},
-                                               {"--max-connections", "5"}});
+                                               {"--max-connections", "5"}, {"--body-memory", "5"},
+                                               {"--shutdown-timeout-ms", "5"}});
   }
   for (const std::vector<std::string>& arguments : bad_arguments) {
     std::string command_line = GetParam();
@@ -989,6 +992,111 @@ TEST(AsyncShutdown, CompletesEveryResponseItStartedUnderLoad) {
     EXPECT_EQ(records[i].leftover, "") << "a truncated response";
     EXPECT_TRUE(records[i].closed) << "the connection was neither answered nor closed";
   }
+}
+
+TEST_P(Errors, RejectsAnEmptyHostWith400) { expect_rejection("GET / HTTP/1.1\r\nHost:\r\n\r\n", 400); }
+
+TEST_P(Errors, RejectsWhitespaceAfterAChunkSizeWith400) {  // RFC 9112 7.1: only before a ";"
+  expect_rejection("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n", 400);
+}
+
+TEST_P(Errors, AnswersBytesThatCannotBeginARequestWith400AtOnce) {
+  ServerProcess server = start({"--timeout-ms", "10000"});  // a server that waited would answer 408, late
+  for (std::string_view start : {std::string_view("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11),  // TLS
+                                 std::string_view("\0\0\0\0", 4), std::string_view("GET /\r\n")}) {      // HTTP/0.9
+    const auto sent_at = Clock::now();
+    expect_status_then_close(server.port(), start, 400);
+    EXPECT_LT(millis(Clock::now() - sent_at), 2000) << printable(start);
+  }
+}
+
+TEST_P(Errors, AnswersAHeadThatLeavesNoRoomForItsBodyWith431AndNoReset) {
+  // The head fills the read buffer exactly, and a body larger than the socket buffers follows.
+  // The 431 must reach a client that is still sending: the server reads and drops the body for
+  // a while before it closes, instead of closing on unread bytes, which sends a reset.
+  const std::size_t buffer_size = is_async() ? 4096 : 1024;
+  const std::string body(4 << 20, 'b');
+  std::string head = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(body.size()) + "\r\nX: \r\n\r\n";
+  head.insert(head.size() - 4, buffer_size - head.size(), 'a');
+  ServerProcess server = start({"--max-body", "8388608"});
+  Client client(server.port());
+  std::atomic<bool> sent{false};
+  std::thread sender([&] { sent = client.send(head + body, 20s); });
+  const std::optional<Response> response = client.read_response(kPatience);
+  sender.join();
+  ASSERT_TRUE(response) << "received " << printable(client.unread()) << (client.peer_reset() ? " then a reset" : "");
+  EXPECT_EQ(response->status, 431);
+  EXPECT_TRUE(sent) << "the server reset the connection while the client was still sending";
+  EXPECT_TRUE(client.is_closed_by_peer(kPatience));
+  EXPECT_FALSE(client.peer_reset());
+}
+
+TEST_P(Routes, PostEchoesABodyWhoseContentLengthIsAListOfEqualValues) {  // RFC 9112 6.3
+  ServerProcess server = start();
+  expect_status_then_close(server.port(),
+                           "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nConnection: close\r\n\r\nhello", 200,
+                           "hello");
+}
+
+TEST(KeepAlive, AnswersAPipelinedPostWhoseHeadEndsAtTheEndOfTheBuffer) {
+  // A GET and then a POST's head fill main_async's 4096-byte buffer exactly; the body follows.
+  const std::string post = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n";
+  std::string get = "GET / HTTP/1.1\r\nHost: a\r\nX: \r\n\r\n";
+  get.insert(get.size() - 4, 4096 - post.size() - get.size(), 'a');
+  ServerProcess server("main_async");
+  Client client(server.port());
+  ASSERT_TRUE(client.send(get + post));
+  std::this_thread::sleep_for(50ms);  // so that the body arrives in a read of its own
+  ASSERT_TRUE(client.send("body"));
+  expect_hello_world(client.read_response(kPatience));
+  const std::optional<Response> echo = client.read_response(kPatience);
+  ASSERT_TRUE(echo) << "received " << printable(client.unread());
+  EXPECT_EQ(echo->status, 200);
+  EXPECT_EQ(echo->body, "body");
+}
+
+// A 16 MiB echo to a client that reads none of it: the response cannot finish by itself.
+// Returns once the server has started answering.
+void start_a_response_nobody_reads(Client& client) {
+  const std::string body(16 * 1024 * 1024, 'x');
+  std::atomic<bool> sent{false};
+  std::thread sender([&] { sent = client.send(post_request(body), 20s); });
+  const bool answering = client.wait_for_bytes(1, 20s);
+  sender.join();
+  ASSERT_TRUE(sent && answering) << "the server did not take the body and start answering";
+}
+
+TEST_P(Shutdown, ASecondSignalExitsAtOnce) {
+  std::vector<std::string> args = {"--max-body", "33554432", "--timeout-ms", "30000"};
+  if (is_async()) args.insert(args.end(), {"--shutdown-timeout-ms", "60000"});
+  ServerProcess server = start(args);
+  Client client(server.port());
+  start_a_response_nobody_reads(client);
+  server.signal(SIGTERM);
+  EXPECT_EQ(server.wait_exit(300ms), std::nullopt) << "the first signal waits for the response under way";
+  const auto second_at = Clock::now();
+  server.signal(SIGINT);
+  EXPECT_EQ(server.wait_exit(2s), 1);
+  EXPECT_LT(millis(Clock::now() - second_at), 1000);
+  EXPECT_NE(server.stderr_text().find("second stop signal"), std::string::npos) << server.stderr_text();
+}
+
+TEST(AsyncShutdown, GivesUpOnResponsesStillUnderWayAfterTheShutdownTimeout) {
+  ServerProcess server("main_async", {"--max-body", "33554432", "--timeout-ms", "30000", "--shutdown-timeout-ms", "500"});
+  Client stuck(server.port());
+  start_a_response_nobody_reads(stuck);
+  Client idle(server.port());
+  ASSERT_TRUE(idle.send(kGet));
+  expect_hello_world(idle.read_response(kPatience));
+  const auto signalled_at = Clock::now();
+  server.signal(SIGTERM);
+  EXPECT_TRUE(idle.is_closed_by_peer(kPatience)) << "the idle connection is closed at once";
+  EXPECT_EQ(server.wait_exit(3s), 1) << "it waits for the stuck response for 500 ms, not for --timeout-ms";
+  const long long took = millis(Clock::now() - signalled_at);
+  EXPECT_GE(took, 450);
+  EXPECT_LT(took, 2000);
+  EXPECT_NE(server.stderr_text().find("shutdown: connections still open after 500 ms"), std::string::npos)
+      << server.stderr_text();
 }
 
 }  // namespace

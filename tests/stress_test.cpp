@@ -3,9 +3,10 @@
 //   make && make build/stress_tests && SERVER_DIR=$PWD build/stress_tests
 //   SERVER_DIR=$PWD build/stress_tests --gtest_filter='Scale.*'     # a subset
 //
-// What a server meets outside a test: descriptors running out, clients that trickle, fall
-// silent, reset, half-close or vanish, ten thousand connections at once, and a SIGTERM in the
-// middle of all that. Each test watches the server from outside, through /proc/PID: its open
+// What a server meets outside a test: descriptors running out, clients that trickle (a head
+// or a body), fall silent, reset, half-close or vanish, uploads that together would exhaust
+// memory, memory or threads that the system will not give, heads that fill the buffer, ten
+// thousand connections at once, and a SIGTERM in the middle of all that. Each test watches the server from outside, through /proc/PID: its open
 // descriptors, threads and CPU time. Each ends by stopping the server with SIGTERM and
 // expecting exit status 0, which under `make check` is also the sanitizers' verdict: a leak
 // (LeakSanitizer), a data race (ThreadSanitizer) or any other report makes the exit status
@@ -20,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -545,6 +547,216 @@ TEST_P(CleanExit, ExitsWithStatusZeroAndNoSanitizerReportAfterLoad) {
   }
   for (std::thread& thread : threads) thread.join();
   EXPECT_EQ(answered, kThreads * kRequestsEach);
+  expect_clean_exit(server);
+}
+
+
+// A "Name:   1234 kB" line of /proc/PID/status, in KiB (-1 if there is none).
+long status_field_kib(pid_t pid, std::string_view name) {
+  std::ifstream status(test_support::proc_path(pid, "status"));
+  for (std::string line; std::getline(status, line);) {
+    if (line.starts_with(name)) return std::stol(line.substr(name.size()));
+  }
+  return -1;
+}
+// ---- Slow bodies: a request must end within a bound that a trickle cannot stretch ----
+
+TEST_P(SlowClients, CutsOffABodyTrickledForLongerThanItsSizeAllows) {
+  // --timeout-ms 500 and a 100-byte body: the body must be in within 0.5 s (plus 1.5 ms for
+  // its size). One byte every 100 ms would take 10 s; main, and main_async at
+  // --max-connections 1, would serve nobody else meanwhile.
+  std::vector<std::string> args = {"--timeout-ms", "500"};
+  if (is_async()) args.insert(args.end(), {"--max-connections", "1"});
+  ServerProcess server = start(args);
+  Client trickler(server.port());
+  ASSERT_TRUE(trickler.send("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"));
+  std::atomic<bool> stop{false};
+  std::thread trickle([&] {
+    for (int i = 0; i < 60 && !stop; ++i) {  // 6 s at most
+      if (!trickler.send("x", 1s)) break;
+      std::this_thread::sleep_for(100ms);
+    }
+  });
+  const auto started = Clock::now();
+  Client other(server.port());
+  ASSERT_TRUE(other.send(kGetThenClose));
+  const std::optional<Response> answer = other.read_response(8s);
+  const long long waited = millis(Clock::now() - started);
+  stop = true;
+  trickle.join();
+  EXPECT_TRUE(is_hello_world(answer));
+  EXPECT_LT(waited, 2500) << "the trickling client held the server's only slot";
+  const std::optional<Response> cut_off = trickler.read_response(kPatience);
+  ASSERT_TRUE(cut_off) << "received " << trickler.unread();
+  EXPECT_EQ(cut_off->status, 408);
+  expect_clean_exit(server);
+}
+
+// ---- Memory: what request bodies may hold ----
+
+// The "VmRSS:" line of /proc/PID/status, in KiB.
+long resident_kib(pid_t pid) { return status_field_kib(pid, "VmRSS:"); }
+
+TEST(Memory, MainAsyncGivesALargeBodysMemoryBackAfterTheResponse) {
+  constexpr int kConnections = 40;
+  ServerProcess server("main_async");
+  const IdleState idle = idle_state_after_one_request(server);
+  const long before = resident_kib(server.pid());
+  const std::string body(1 << 20, 'm');
+  std::vector<Client> clients;
+  for (int i = 0; i < kConnections; ++i) {
+    clients.emplace_back(server.port());
+    std::atomic<bool> sent{false};
+    std::thread sender([&] { sent = clients.back().send(post_request(body), 20s); });
+    const std::optional<Response> echo = clients.back().read_response(20s);
+    sender.join();
+    ASSERT_TRUE(sent && echo && echo->body.size() == body.size()) << "upload " << i;
+  }
+  // Every connection stays open and idle, after one 1 MiB upload each.
+  const long grown = resident_kib(server.pid()) - before;
+  EXPECT_LT(grown, 16 * 1024) << kConnections << " idle connections hold " << grown / 1024
+                              << " MiB after one 1 MiB upload each";
+  clients.clear();
+  expect_back_to_idle(server, idle);
+  expect_clean_exit(server);
+}
+
+TEST(Memory, MainAsyncAnswers503WhenBodiesTogetherWouldPassBodyMemory) {
+  // Room for two 1 MiB bodies at once. Two uploads are half sent and wait; a third is refused
+  // at once with 503, before its body (and before a 100 Continue), and the room comes back.
+  ServerProcess server("main_async", {"--body-memory", "2097152", "--max-body", "1048576"});
+  const std::string half(512 * 1024, 'h');
+  const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n";
+  Client first(server.port()), second(server.port());
+  ASSERT_TRUE(first.send(head + half));
+  ASSERT_TRUE(second.send(head + half));
+  std::this_thread::sleep_for(100ms);  // both bodies are being read
+  Client third(server.port());
+  ASSERT_TRUE(third.send("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1048576\r\n\r\n"));
+  const std::optional<Response> refused = third.read_response(kPatience);
+  ASSERT_TRUE(refused) << "received " << third.unread();
+  EXPECT_EQ(refused->status, 503);
+  EXPECT_EQ(refused->header("Retry-After"), "1");
+  for (Client* client : {&first, &second}) {
+    std::atomic<bool> sent{false};
+    std::thread sender([&] { sent = client->send(half, 20s); });
+    const std::optional<Response> echo = client->read_response(20s);
+    sender.join();
+    ASSERT_TRUE(sent && echo) << "received " << client->unread().size() << " bytes";
+    EXPECT_EQ(echo->status, 200);
+    EXPECT_EQ(echo->body.size(), 1048576u);
+  }
+  Client fourth(server.port());  // the two bodies gave their room back
+  std::atomic<bool> sent{false};
+  std::thread sender([&] { sent = fourth.send(head + half + half, 20s); });
+  const std::optional<Response> echo = fourth.read_response(20s);
+  sender.join();
+  ASSERT_TRUE(sent && echo);
+  EXPECT_EQ(echo->status, 200);
+  expect_clean_exit(server);
+}
+
+// RLIMIT_AS, the address space a process may map, set on a running server from outside. The
+// sanitizers map terabytes of shadow memory, so these tests run in the plain build only.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitizerMapsShadowMemory = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+constexpr bool kSanitizerMapsShadowMemory = true;
+#else
+constexpr bool kSanitizerMapsShadowMemory = false;
+#endif
+#else
+constexpr bool kSanitizerMapsShadowMemory = false;
+#endif
+
+bool limit_address_space(pid_t pid, rlim_t bytes) {
+  const rlimit limit{bytes, RLIM_INFINITY};
+  return ::prlimit(pid, RLIMIT_AS, &limit, nullptr) == 0;
+}
+
+long mapped_kib(pid_t pid) { return status_field_kib(pid, "VmSize:"); }
+
+TEST(Memory, MainAsyncAnswers503WhenTheSystemHasNoMemoryForABody) {
+  if (kSanitizerMapsShadowMemory) GTEST_SKIP() << "RLIMIT_AS and sanitizer shadow memory do not mix";
+  // Only the system's limit stops this body: --body-memory and --max-body are far above it.
+  ServerProcess server("main_async", {"--max-body", "1073741824", "--body-memory", "1099511627776"});
+  const IdleState idle = idle_state_after_one_request(server);
+  ASSERT_TRUE(limit_address_space(server.pid(), static_cast<rlim_t>(mapped_kib(server.pid()) + 64 * 1024) * 1024));
+  Client client(server.port());
+  const std::string body(256 << 20, 'z');  // its string must grow past 64 MiB more than the server has
+  std::thread sender([&] { client.send(post_request(body), 20s); });
+  const std::optional<Response> response = client.read_response(20s);
+  client.close();
+  sender.join();
+  ASSERT_TRUE(response) << "no response; the server " << (server.wait_exit(0ms) ? "died" : "is alive");
+  EXPECT_EQ(response->status, 503);
+  ASSERT_TRUE(limit_address_space(server.pid(), RLIM_INFINITY));
+  expect_back_to_idle(server, idle);
+  expect_still_serving(server);
+  expect_clean_exit(server);
+}
+
+TEST(Memory, MainAsyncAnswers503WhenNoThreadCanBeStarted) {
+  if (kSanitizerMapsShadowMemory) GTEST_SKIP() << "RLIMIT_AS and sanitizer shadow memory do not mix";
+  ServerProcess server("main_async");
+  // No request yet: no thread has ended, so no cached stack can be reused, and a new thread
+  // needs a new 256 KiB mapping, which the limit forbids.
+  ASSERT_TRUE(limit_address_space(server.pid(), static_cast<rlim_t>(mapped_kib(server.pid()) + 64) * 1024));
+  Client refused(server.port());
+  const std::optional<Response> response = refused.read_response(kPatience);
+  ASSERT_TRUE(response) << "received " << refused.unread() << (refused.peer_closed() ? ", then EOF" : "");
+  EXPECT_EQ(response->status, 503);
+  EXPECT_EQ(response->header("Retry-After"), "1");
+  EXPECT_NE(server.stderr_text().find("cannot start a thread"), std::string::npos) << server.stderr_text();
+  ASSERT_TRUE(limit_address_space(server.pid(), RLIM_INFINITY));
+  std::this_thread::sleep_for(150ms);  // the accept loop's pause after a failure
+  expect_still_serving(server);
+  expect_clean_exit(server);
+}
+
+// ---- Room in the read buffer ----
+
+TEST(Room, MainAsyncReadsABodyAfterAPipelinedHeadInLargePieces) {
+  // A GET of 4047 bytes, then a POST head of 48: it ends one byte before the end of the
+  // 4096-byte buffer. Pinned there, the head would leave the body one byte per recv().
+  const std::string post_head = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4194304\r\n\r\n";
+  std::string get = "GET / HTTP/1.1\r\nHost: a\r\nX: \r\n\r\n";
+  get.insert(get.size() - 4, 4095 - post_head.size() - get.size(), 'a');
+  ServerProcess server("main_async", {"--max-body", "8388608"});
+  Client client(server.port());
+  ASSERT_TRUE(client.send(get + post_head));
+  ASSERT_TRUE(is_hello_world(client.read_response(kPatience)));
+  const long ticks_before = cpu_ticks(server.pid());
+  const std::string body(4 << 20, 'p');
+  std::atomic<bool> sent{false};
+  std::thread sender([&] { sent = client.send(body, 30s); });
+  const std::optional<Response> echo = client.read_response(30s);
+  sender.join();
+  ASSERT_TRUE(sent && echo) << "received " << client.unread().size() << " bytes";
+  EXPECT_EQ(echo->body.size(), body.size());
+  const long ticks = cpu_ticks(server.pid()) - ticks_before;
+  EXPECT_LT(ticks, 100) << "4 MiB took " << ticks << " ticks of CPU: read in tiny pieces?";
+  expect_clean_exit(server);
+}
+
+TEST(Room, MainAsyncScansALongHeadOnceNotAfterEveryRead) {
+  // A 16 MiB buffer and a 12 MiB field, in 8 KiB pieces: scanning the head again from its
+  // start after every read would be 1 500 scans of megabytes (2 to 3 s of CPU here).
+  if (kThreadSanitizer) GTEST_SKIP() << "ThreadSanitizer makes the one scan itself cost as much";
+  ServerProcess server("main_async", {"--buffer-size", "16777216"});
+  Client client(server.port());
+  const long ticks_before = cpu_ticks(server.pid());
+  ASSERT_TRUE(client.send("GET / HTTP/1.1\r\nHost: a\r\nX-Long: "));
+  const std::string piece(8192, 'l');
+  for (int i = 0; i < 1536; ++i) {
+    ASSERT_TRUE(client.send(piece)) << i;
+    std::this_thread::sleep_for(1ms);  // so that the server reads 1 500 times
+  }
+  ASSERT_TRUE(client.send("\r\nConnection: close\r\n\r\n"));
+  EXPECT_TRUE(is_hello_world(client.read_response(20s)));
+  const long ticks = cpu_ticks(server.pid()) - ticks_before;
+  EXPECT_LT(ticks, 60) << "a 12 MiB head took " << ticks << " ticks of CPU";
   expect_clean_exit(server);
 }
 
