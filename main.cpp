@@ -253,6 +253,7 @@ class Writer {
   Writer(const Socket& connection, std::span<char> buffer) : fd_(connection.fd()), buffer_(buffer) {}
 
   void write(std::string_view bytes) {
+    if (bytes.empty()) return;  // its data() may be null, which memcpy must not be given
     if (bytes.size() > buffer_.size() - used_) flush();
     if (bytes.size() >= buffer_.size()) return send_all(bytes);
     std::memcpy(buffer_.data() + used_, bytes.data(), bytes.size());
@@ -512,8 +513,11 @@ HeadScan scan_request_head(std::string_view data, HeadScan scan = {}) {
       scan.line_start = i + 2;
       ++scan.length;
     } else if (scan.in_method) {
-      scan.in_method = !(data[i] == ' ' && i > 0);
-      if (scan.in_method && !is_tchar(data[i])) return {HeadScan::Invalid};
+      if (data[i] == ' ' && i > 0) {
+        scan.in_method = false;
+      } else if (!is_tchar(data[i])) {
+        return {HeadScan::Invalid};
+      }
     }
   }
   return scan;

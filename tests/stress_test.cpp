@@ -598,6 +598,9 @@ TEST_P(SlowClients, CutsOffABodyTrickledForLongerThanItsSizeAllows) {
 long resident_kib(pid_t pid) { return status_field_kib(pid, "VmRSS:"); }
 
 TEST(Memory, MainAsyncGivesALargeBodysMemoryBackAfterTheResponse) {
+  // ThreadSanitizer's shadow of the unmapped bodies stays resident (54 MiB here): RSS would
+  // measure the sanitizer.
+  if (kThreadSanitizer) GTEST_SKIP() << "RSS under ThreadSanitizer counts its shadow memory";
   constexpr int kConnections = 40;
   ServerProcess server("main_async");
   const IdleState idle = idle_state_after_one_request(server);
