@@ -344,12 +344,21 @@ Framing frame_request(std::string_view stream, std::size_t from) {
     if (colon == std::string_view::npos) return cannot_frame("a field line without a colon");
     const std::string_view name = line.substr(0, colon), value = trim(line.substr(colon + 1));
     if (same_ignoring_case(name, "content-length")) {
-      std::string_view digits = value;
-      while (digits.size() > 1 && digits.front() == '0') digits.remove_prefix(1);
-      auto length = decimal(digits);
-      if (!length) return cannot_frame("a Content-Length that is not a number");
-      if (content_length && *content_length != *length) return cannot_frame("two different Content-Lengths");
-      content_length = length;
+      // A list of equal numbers is one length (RFC 9112 6.3); empty elements do not count.
+      bool any = false;
+      for (std::string_view rest = value; !rest.empty();) {
+        const std::size_t comma = rest.find(',');
+        std::string_view digits = trim(rest.substr(0, comma));
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+        if (digits.empty()) continue;
+        while (digits.size() > 1 && digits.front() == '0') digits.remove_prefix(1);
+        auto length = decimal(digits);
+        if (!length) return cannot_frame("a Content-Length that is not a number");
+        if (content_length && *content_length != *length) return cannot_frame("two different Content-Lengths");
+        content_length = length;
+        any = true;
+      }
+      if (!any) return cannot_frame("a Content-Length with no number");
     } else if (same_ignoring_case(name, "transfer-encoding")) {
       transfer_encoding = true;
       for (std::string_view rest = value; !rest.empty();) {
