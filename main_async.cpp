@@ -7,6 +7,9 @@
 //   tuned buffers      4096 bytes instead of 1024;
 //   no logging         nothing is printed per request (unless --log-requests).
 // Flags bring each earlier step back: --no-keepalive, --buffer-size 1024, --log-requests.
+// Many connections at once also need limits across the whole server: one budget for all
+// request bodies (--body-memory), a 503 when no thread can be had, and a deadline for the
+// responses still under way after a stop (--shutdown-timeout-ms).
 //
 //   g++ -std=c++20 -O2 -pthread -o main_async main_async.cpp && ./main_async --port 8000
 //   curl -i http://127.0.0.1:8000/
