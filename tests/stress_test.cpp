@@ -58,17 +58,7 @@ constexpr auto kPatience = 5s;
 // ThreadSanitizer makes each new thread cost a millisecond or two, more as live threads add
 // up, so the tests that hold a thread per connection by the thousand scale down under it:
 // the sanitizer's cost, not the server, would set the pace.
-#if defined(__SANITIZE_THREAD__)
-constexpr bool kThreadSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-constexpr bool kThreadSanitizer = true;
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
-#else
-constexpr bool kThreadSanitizer = false;
-#endif
+constexpr bool kThreadSanitizer = test_support::kBuiltWithThreadSanitizer;
 
 // ---- the server, seen from outside ----
 
@@ -661,17 +651,8 @@ TEST(Memory, MainAsyncAnswers503WhenBodiesTogetherWouldPassBodyMemory) {
 
 // RLIMIT_AS, the address space a process may map, set on a running server from outside. The
 // sanitizers map terabytes of shadow memory, so these tests run in the plain build only.
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-constexpr bool kSanitizerMapsShadowMemory = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-constexpr bool kSanitizerMapsShadowMemory = true;
-#else
-constexpr bool kSanitizerMapsShadowMemory = false;
-#endif
-#else
-constexpr bool kSanitizerMapsShadowMemory = false;
-#endif
+constexpr bool kSanitizerMapsShadowMemory =
+    test_support::kBuiltWithAddressSanitizer || test_support::kBuiltWithThreadSanitizer;
 
 bool limit_address_space(pid_t pid, rlim_t bytes) {
   const rlimit limit{bytes, RLIM_INFINITY};

@@ -53,17 +53,22 @@
 
 namespace test_support {
 
-// Whether the tests, and so the servers they start, are built with ThreadSanitizer.
-#if defined(__SANITIZE_THREAD__)
-inline constexpr bool kBuiltWithThreadSanitizer = true;
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
+// Which sanitizer the tests, and so the servers they start, are built with (g++ says so with a
+// macro, clang with __has_feature).
+#if defined(__has_feature)
+#define TEST_SUPPORT_HAS_FEATURE(x) __has_feature(x)
+#else
+#define TEST_SUPPORT_HAS_FEATURE(x) 0
+#endif
+#if defined(__SANITIZE_THREAD__) || TEST_SUPPORT_HAS_FEATURE(thread_sanitizer)
 inline constexpr bool kBuiltWithThreadSanitizer = true;
 #else
 inline constexpr bool kBuiltWithThreadSanitizer = false;
 #endif
+#if defined(__SANITIZE_ADDRESS__) || TEST_SUPPORT_HAS_FEATURE(address_sanitizer)
+inline constexpr bool kBuiltWithAddressSanitizer = true;
 #else
-inline constexpr bool kBuiltWithThreadSanitizer = false;
+inline constexpr bool kBuiltWithAddressSanitizer = false;
 #endif
 
 using Clock = std::chrono::steady_clock;
