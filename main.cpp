@@ -188,8 +188,10 @@ class Reader {
   // that string_views into them stay valid while the body is read. They move to the front of
   // the buffer first, which leaves the body as much room as there can be.
   std::string_view keep(std::size_t n) {
-    std::memmove(buffer_.data(), buffer_.data() + start_, end_ - start_);
-    end_ -= start_;
+    if (start_ > 0) {  // when it starts at the front already (most requests), nothing moves
+      std::memmove(buffer_.data(), buffer_.data() + start_, end_ - start_);
+      end_ -= start_;
+    }
     start_ = kept_ = n;
     return {buffer_.data(), n};
   }
@@ -458,6 +460,43 @@ bool is_valid_host(std::string_view host) {
          (port.empty() || (port.front() == ':' && std::all_of(port.begin() + 1, port.end(), is_digit)));
 }
 
+// ANCHOR: scan_head
+// Where the head ends in the bytes received so far. Lines must end in CRLF: a bare CR or LF
+// is rejected at once rather than guessed at, since two parsers guessing differently is how
+// requests get smuggled. So is what can never start a request: a method is a token, which a
+// NUL or a TLS handshake is not.
+struct HeadScan {
+  enum State { Incomplete, Complete, Invalid } state = Incomplete;
+  std::size_t length = 0;      // Complete: bytes up to and including the empty line.
+                               // Incomplete: bytes scanned; a scan of more bytes goes on from here
+  std::size_t line_start = 0;  // where the line being scanned begins (after the request line: > 0)
+  bool in_method = true;       // no space seen yet on the request line
+};
+
+// Pass the last Incomplete result back in when more bytes have arrived, so that a long head is
+// scanned once, not again from its start after every read.
+HeadScan scan_request_head(std::string_view data, HeadScan scan = {}) {
+  for (; scan.length < data.size(); ++scan.length) {
+    const std::size_t i = scan.length;
+    if (data[i] == '\n') return {HeadScan::Invalid};
+    if (data[i] == '\r') {
+      if (i + 1 == data.size()) break;  // the LF may still come
+      if (data[i + 1] != '\n') return {HeadScan::Invalid};
+      if (i == scan.line_start) return {HeadScan::Complete, i + 2};
+      scan.line_start = i + 2;
+      ++scan.length;
+    } else if (scan.in_method) {
+      if (data[i] == ' ' && i > 0) {
+        scan.in_method = false;
+      } else if (!is_tchar(data[i])) {
+        return {HeadScan::Invalid};
+      }
+    }
+  }
+  return scan;
+}
+// ANCHOR_END: scan_head
+
 // ANCHOR: request_line
 // request-line = method SP request-target SP HTTP-version
 Status parse_request_line(std::string_view line, Request& request) {
@@ -481,48 +520,6 @@ Status parse_request_line(std::string_view line, Request& request) {
   return Status::OK;
 }
 // ANCHOR_END: request_line
-
-// ANCHOR: scan_head
-// Where the head ends in the bytes received so far. Lines must end in CRLF: a bare CR or LF
-// is rejected at once rather than guessed at, since two parsers guessing differently is how
-// requests get smuggled. So is what can never start a request: a method is a token, which a
-// NUL or a TLS handshake is not, and a request line is checked as soon as it ends (HTTP/0.9's
-// "GET /" is not one).
-struct HeadScan {
-  enum State { Incomplete, Complete, Invalid } state = Incomplete;
-  std::size_t length = 0;      // Complete: bytes up to and including the empty line.
-                               // Incomplete: bytes scanned; a scan of more bytes goes on from here
-  std::size_t line_start = 0;  // where the line being scanned begins (after the request line: > 0)
-  bool in_method = true;       // no space seen yet on the request line
-};
-
-// Pass the last Incomplete result back in when more bytes have arrived, so that a long head is
-// scanned once, not again from its start after every read.
-HeadScan scan_request_head(std::string_view data, HeadScan scan = {}) {
-  for (; scan.length < data.size(); ++scan.length) {
-    const std::size_t i = scan.length;
-    if (data[i] == '\n') return {HeadScan::Invalid};
-    if (data[i] == '\r') {
-      if (i + 1 == data.size()) break;  // the LF may still come
-      if (data[i + 1] != '\n') return {HeadScan::Invalid};
-      if (i == scan.line_start) return {HeadScan::Complete, i + 2};
-      Request unused;
-      if (scan.line_start == 0 && parse_request_line(data.substr(0, i), unused) == Status::BadRequest) {
-        return {HeadScan::Invalid};
-      }
-      scan.line_start = i + 2;
-      ++scan.length;
-    } else if (scan.in_method) {
-      if (data[i] == ' ' && i > 0) {
-        scan.in_method = false;
-      } else if (!is_tchar(data[i])) {
-        return {HeadScan::Invalid};
-      }
-    }
-  }
-  return scan;
-}
-// ANCHOR_END: scan_head
 
 // ANCHOR: field_line
 // field-line = field-name ":" OWS field-value OWS. Splits one line, or says it is malformed.
@@ -632,6 +629,7 @@ ParsedHead parse_request_head(std::string_view head) {
 std::optional<ParsedHead> read_request_head(Reader& reader, Deadline deadline) {
   reader.release();  // the previous request is answered; its bytes may go
   HeadScan scan;
+  bool request_line_checked = false;
   for (;;) {
     // RFC 9112 2.2: empty lines before a request line are ignored. (They come before the
     // scan has taken a step, so the scan need not start over.)
@@ -641,6 +639,15 @@ std::optional<ParsedHead> read_request_head(Reader& reader, Deadline deadline) {
     if (scan.state == HeadScan::Invalid) return rejected(Status::BadRequest);
     if (scan.state == HeadScan::Complete) {
       return parse_request_head(reader.keep(scan.length));  // the request's views point into it
+    }
+    // A request line that has ended but cannot be one is answered now, not when the head is
+    // complete: after HTTP/0.9's "GET /" that never happens. (A head that arrives whole, as
+    // most do, has its request line parsed once, above.)
+    if (scan.line_start > 0 && !request_line_checked) {
+      Request unused;
+      std::string_view line = reader.buffered().substr(0, reader.buffered().find("\r\n"));
+      if (parse_request_line(line, unused) == Status::BadRequest) return rejected(Status::BadRequest);
+      request_line_checked = true;
     }
     switch (reader.fill(deadline)) {
       case Fill::Data: continue;
