@@ -1020,10 +1020,7 @@ TEST_P(Errors, AnswersAHeadThatLeavesNoRoomForItsBodyWith431AndNoReset) {
   head.insert(head.size() - 4, buffer_size - head.size(), 'a');
   ServerProcess server = start({"--max-body", "8388608"});
   Client client(server.port());
-  std::atomic<bool> sent{false};
-  std::thread sender([&] { sent = client.send(head + body, 20s); });
-  const std::optional<Response> response = client.read_response(kPatience);
-  sender.join();
+  const auto [sent, response] = test_support::send_while_reading(client, head + body, kPatience);
   ASSERT_TRUE(response) << "received " << printable(client.unread()) << (client.peer_reset() ? " then a reset" : "");
   EXPECT_EQ(response->status, 431);
   EXPECT_TRUE(sent) << "the server reset the connection while the client was still sending";

@@ -48,6 +48,7 @@ using test_support::open_descriptors;
 using test_support::post_request;
 using test_support::Response;
 using test_support::ServerProcess;
+using test_support::send_while_reading;
 using test_support::thread_count;
 
 // How long a test waits for something that should happen at once (generous, for loaded
@@ -599,10 +600,7 @@ TEST(Memory, MainAsyncGivesALargeBodysMemoryBackAfterTheResponse) {
   std::vector<Client> clients;
   for (int i = 0; i < kConnections; ++i) {
     clients.emplace_back(server.port());
-    std::atomic<bool> sent{false};
-    std::thread sender([&] { sent = clients.back().send(post_request(body), 20s); });
-    const std::optional<Response> echo = clients.back().read_response(20s);
-    sender.join();
+    const auto [sent, echo] = send_while_reading(clients.back(), post_request(body), 20s);
     ASSERT_TRUE(sent && echo && echo->body.size() == body.size()) << "upload " << i;
   }
   // Every connection stays open and idle, after one 1 MiB upload each.
@@ -631,19 +629,13 @@ TEST(Memory, MainAsyncAnswers503WhenBodiesTogetherWouldPassBodyMemory) {
   EXPECT_EQ(refused->status, 503);
   EXPECT_EQ(refused->header("Retry-After"), "1");
   for (Client* client : {&first, &second}) {
-    std::atomic<bool> sent{false};
-    std::thread sender([&] { sent = client->send(half, 20s); });
-    const std::optional<Response> echo = client->read_response(20s);
-    sender.join();
+    const auto [sent, echo] = send_while_reading(*client, half, 20s);
     ASSERT_TRUE(sent && echo) << "received " << client->unread().size() << " bytes";
     EXPECT_EQ(echo->status, 200);
     EXPECT_EQ(echo->body.size(), 1048576u);
   }
   Client fourth(server.port());  // the two bodies gave their room back
-  std::atomic<bool> sent{false};
-  std::thread sender([&] { sent = fourth.send(head + half + half, 20s); });
-  const std::optional<Response> echo = fourth.read_response(20s);
-  sender.join();
+  const auto [sent, echo] = send_while_reading(fourth, head + half + half, 20s);
   ASSERT_TRUE(sent && echo);
   EXPECT_EQ(echo->status, 200);
   expect_clean_exit(server);
@@ -668,11 +660,8 @@ TEST(Memory, MainAsyncAnswers503WhenTheSystemHasNoMemoryForABody) {
   const IdleState idle = idle_state_after_one_request(server);
   ASSERT_TRUE(limit_address_space(server.pid(), static_cast<rlim_t>(mapped_kib(server.pid()) + 64 * 1024) * 1024));
   Client client(server.port());
-  const std::string body(256 << 20, 'z');  // its string must grow past 64 MiB more than the server has
-  std::thread sender([&] { client.send(post_request(body), 20s); });
-  const std::optional<Response> response = client.read_response(20s);
-  client.close();
-  sender.join();
+  const std::string body(256 << 20, 'z');  // its mapping must grow past the 64 MiB the limit leaves
+  const std::optional<Response> response = send_while_reading(client, post_request(body), 20s).response;
   ASSERT_TRUE(response) << "no response; the server " << (server.wait_exit(0ms) ? "died" : "is alive");
   EXPECT_EQ(response->status, 503);
   ASSERT_TRUE(limit_address_space(server.pid(), RLIM_INFINITY));
@@ -713,10 +702,7 @@ TEST(Room, MainAsyncReadsABodyAfterAPipelinedHeadInLargePieces) {
   ASSERT_TRUE(is_hello_world(client.read_response(kPatience)));
   const long ticks_before = cpu_ticks(server.pid());
   const std::string body(4 << 20, 'p');
-  std::atomic<bool> sent{false};
-  std::thread sender([&] { sent = client.send(body, 30s); });
-  const std::optional<Response> echo = client.read_response(30s);
-  sender.join();
+  const auto [sent, echo] = send_while_reading(client, body, 30s);
   ASSERT_TRUE(sent && echo) << "received " << client.unread().size() << " bytes";
   EXPECT_EQ(echo->body.size(), body.size());
   const long ticks = cpu_ticks(server.pid()) - ticks_before;

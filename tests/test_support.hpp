@@ -388,6 +388,22 @@ class Client {
   bool peer_reset_ = false;
 };
 
+// Sends `bytes` on another thread while this one reads the response: for a request larger than
+// the socket buffers hold, since the servers echo a body only once they have read it all, and
+// may answer an error before. `sent` says whether every byte went out.
+struct SentAndAnswered {
+  bool sent = false;
+  std::optional<Response> response;
+};
+
+inline SentAndAnswered send_while_reading(Client& client, std::string_view bytes, Millis timeout) {
+  SentAndAnswered result;
+  std::thread sender([&] { result.sent = client.send(bytes, timeout); });
+  result.response = client.read_response(timeout);
+  sender.join();
+  return result;
+}
+
 // ---- server process ----
 
 // Where the server binaries are: $SERVER_DIR (the Makefile sets an absolute path), else the current dir.
