@@ -59,7 +59,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 // The simulated peer, declared before the server file so that its calls can be sent here.
