@@ -733,7 +733,8 @@ class Body {
   }
 
   void clear() {
-    budget_.give_back(std::exchange(reserved_, 0));
+    // A GET reserved nothing: it leaves the shared counter alone, which every thread writes.
+    if (reserved_ > 0) budget_.give_back(std::exchange(reserved_, 0));
     size_ = 0;
     if (capacity_ > kKeptBodyCapacity) {
       ::munmap(data_ + kKeptBodyCapacity, capacity_ - kKeptBodyCapacity);
