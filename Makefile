@@ -5,7 +5,8 @@
 #   make run-blocking build and start main on 127.0.0.1:8000 (PORT=... too)
 #   make test         install GoogleTest if missing, build and run every test
 #   make check        the tests again under ASan+UBSan, then under TSan
-#   make soak         is memory flat after 100 000 connections? (tests/soak.sh; SOAK_ARGS=...)
+#   make soak         is memory flat after 100 000 connections, in main_async and main_epoll?
+#                     (tests/soak.sh; SOAK_SERVERS=main_epoll for one, SOAK_ARGS=...)
 #   make soak-unreaped  the same on the broken design (threads nobody joins): must fail
 #   make tutorial     rewrite the tutorial's code blocks from the source (make test checks them)
 #   make fuzz         fuzz the HTTP layer of both servers, FUZZ_SECONDS each (needs clang++)
@@ -142,13 +143,18 @@ $(BUILD)/main_async_unreaped.cpp: main_async.cpp
 $(BUILD)/main_async_unreaped: $(BUILD)/main_async_unreaped.cpp
 	$(CXX) $(CXXFLAGS) -o $@ $<
 
-# `make soak` must pass: main_async's memory stays flat. `make soak-unreaped` must fail: the
-# same measurement on the broken design, which shows that the soak catches a leak. Each writes
-# its samples to $(BUILD)/soak-*.csv, for the tutorial's two RSS curves.
+# `make soak` must pass: the memory of each of SOAK_SERVERS stays flat (one after the other, so
+# that neither measures the other's load; one failing does not skip the next). `make
+# soak-unreaped` must fail: the same measurement on the broken design, which shows that the
+# soak catches a leak. Each writes its samples to $(BUILD)/soak-*.csv, for the tutorial's RSS
+# curves. One server: make soak SOAK_SERVERS=main_epoll.
 SOAK_ARGS ?=
-soak: ensure-compiler $(OUT)/main_async $(BUILD)/load_client
-	tests/soak.sh --server $(OUT)/main_async --load-client $(BUILD)/load_client \
-		--csv $(BUILD)/soak-main_async.csv $(SOAK_ARGS)
+SOAK_SERVERS ?= main_async main_epoll
+soak: ensure-compiler $(addprefix $(OUT)/,$(SOAK_SERVERS)) $(BUILD)/load_client
+	@status=0; for server in $(SOAK_SERVERS); do \
+	  tests/soak.sh --server $(OUT)/$$server --load-client $(BUILD)/load_client \
+	    --csv $(BUILD)/soak-$$server.csv $(SOAK_ARGS) || status=1; \
+	done; exit $$status
 
 soak-unreaped: ensure-compiler $(BUILD)/main_async_unreaped $(BUILD)/load_client
 	@if tests/soak.sh --server $(BUILD)/main_async_unreaped --load-client $(BUILD)/load_client \

@@ -1,11 +1,15 @@
-// integration_test.cpp: starts the real ./main and ./main_async on port 0 and speaks raw HTTP/1.1 to them.
+// integration_test.cpp: starts the real ./main, ./main_async and ./main_epoll on port 0 and speaks raw
+// HTTP/1.1 to them.
 //
 //   make && make build/integration_tests && SERVER_DIR=$PWD build/integration_tests
-//   SERVER_DIR=$PWD build/integration_tests --gtest_filter='*/main_async:KeepAlive.*'   # a subset
+//   SERVER_DIR=$PWD build/integration_tests --gtest_filter='*KeepAlive.*/main_epoll'   # a subset
 //
-// A behaviour both servers share runs against both (value-parameterised: .../main and .../main_async);
-// the rest names the server it is about. Every test starts its own server, every read has a deadline,
-// and timeout tests use --timeout-ms 300, so the whole file runs in a few seconds.
+// Each rule runs against every server that has the behaviour (value-parameterised, see server_tests.hpp):
+// what all three share (routes, errors, timeouts, flags, shutdown) as AllServers/..., what only the
+// servers that hold many connections at once have (keep-alive, concurrency, --log-requests, shutdown
+// with connections open) as ConcurrentServers/... against main_async and main_epoll. The rest names
+// the server it is about: one request per connection is main's. Every test starts its own server,
+// every read has a deadline, and timeout tests use --timeout-ms 300, so the whole file runs in seconds.
 #include <gtest/gtest.h>
 
 #include <signal.h>
@@ -181,8 +185,8 @@ void expect_status_then_close(std::uint16_t port, std::string_view request, int 
 
 // ---- Cli ----
 
-class Cli : public BothServers {};
-RUN_AGAINST_BOTH_SERVERS(Cli);
+class Cli : public ServerTest {};
+RUN_AGAINST_ALL_SERVERS(Cli);
 
 TEST_P(Cli, PrintsListeningLineWithTheRealPort) {
   ServerProcess server = start();
@@ -194,7 +198,7 @@ TEST_P(Cli, PrintsListeningLineWithTheRealPort) {
 }
 
 TEST_P(Cli, HelpPrintsUsageOnStdoutAndExitsZero) {
-  const test_support::ExitResult run = test_support::run_to_exit(GetParam(), {"--help"});
+  const test_support::ExitResult run = test_support::run_to_exit(binary(), {"--help"});
   EXPECT_EQ(run.status, 0);
   EXPECT_NE(run.out.find("--port"), std::string::npos) << "stdout: " << printable(run.out);
   EXPECT_TRUE(contains_ignoring_case(run.out, "usage")) << "stdout: " << printable(run.out);
@@ -203,10 +207,11 @@ TEST_P(Cli, HelpPrintsUsageOnStdoutAndExitsZero) {
 
 TEST_P(Cli, AcceptsEveryDocumentedFlag) {
   std::vector<std::string> args = {"--host", "127.0.0.1", "--timeout-ms", "1000", "--max-body", "100"};
-  if (is_async()) {
+  if (is_concurrent()) {
     args.insert(args.end(), {"--buffer-size", "8192", "--no-keepalive", "--log-requests", "--max-connections", "50",
                              "--body-memory", "1000000", "--shutdown-timeout-ms", "100"});
   }
+  if (has_workers()) args.insert(args.end(), {"--workers", "3"});
   ServerProcess server = start(args);
   Client client(server.port());
   client.send(kGet);
@@ -219,42 +224,51 @@ TEST_P(Cli, RejectsUnknownFlagsAndBadValuesWithUsageOnStderrAndStatus2) {
       {"--port", "80x"}, {"--port"},          {"--timeout-ms", "abc"},  {"--max-body", "abc"},
       {"--host"},        {"--bogus"},         {"extra-positional-word"},
   };
-  if (is_async()) {
+  if (is_concurrent()) {
     bad_arguments.insert(bad_arguments.end(), {{"--buffer-size", "abc"}, {"--max-connections", "abc"},
                                                {"--body-memory", "-1"}, {"--shutdown-timeout-ms", "1s"}});
-  } else {  // the blocking server has none of the async server's flags
+  } else {  // the blocking server has none of the concurrent servers' flags
     bad_arguments.insert(bad_arguments.end(), {{"--buffer-size", "4096"}, {"--no-keepalive"}, {"--log-requests"},
                                                {"--max-connections", "5"}, {"--body-memory", "5"},
                                                {"--shutdown-timeout-ms", "5"}});
   }
+  if (has_workers()) {
+    bad_arguments.insert(bad_arguments.end(), {{"--workers", "abc"}, {"--workers", "-1"}, {"--workers"}});
+  } else {  // an event loop per worker is main_epoll's alone
+    bad_arguments.push_back({"--workers", "2"});
+  }
   for (const std::vector<std::string>& arguments : bad_arguments) {
-    std::string command_line = GetParam();
+    std::string command_line = binary();
     for (const std::string& argument : arguments) command_line += " " + argument;
     SCOPED_TRACE(command_line);
-    const test_support::ExitResult run = test_support::run_to_exit(GetParam(), arguments);
+    const test_support::ExitResult run = test_support::run_to_exit(binary(), arguments);
     EXPECT_EQ(run.status, 2) << "stderr: " << printable(run.err);
     EXPECT_TRUE(contains_ignoring_case(run.err, "usage")) << "stderr: " << printable(run.err);
     EXPECT_EQ(run.out.find("Listening"), std::string::npos) << "it started anyway";
   }
 }
 
-TEST(AsyncCli, BufferSizeLimitsTheRequestHead) {
+// The flags that only the concurrent servers have.
+class ConcurrentCli : public ServerTest {};
+RUN_AGAINST_CONCURRENT_SERVERS(ConcurrentCli);
+
+TEST_P(ConcurrentCli, BufferSizeLimitsTheRequestHead) {
   // A 2000-byte head fits the default 4096-byte buffer but not a 1024-byte one.
   const std::string head = "GET / HTTP/1.1\r\nHost: a\r\nX-Filler: " + std::string(1950, 'x') + "\r\n\r\n";
   {
-    ServerProcess server("main_async");
+    ServerProcess server = start();
     Client client(server.port());
     client.send(head);
     expect_hello_world(client.read_response(kPatience));
   }
-  ServerProcess server("main_async", {"--buffer-size", "1024"});
+  ServerProcess server = start({"--buffer-size", "1024"});
   expect_status_then_close(server.port(), head, 431);
 }
 
 // ---- Routes ----
 
-class Routes : public BothServers {};
-RUN_AGAINST_BOTH_SERVERS(Routes);
+class Routes : public ServerTest {};
+RUN_AGAINST_ALL_SERVERS(Routes);
 
 TEST_P(Routes, GetAnswersHelloWorldWithEveryRequiredHeader) {
   ServerProcess server = start();
@@ -417,8 +431,8 @@ TEST_P(Routes, AnswersARequestSplitInTwoAtEveryByte) {
 
 TEST_P(Routes, AnswersAHeadThatAlmostFillsTheReadBuffer) {
   ServerProcess server = start();
-  const std::size_t buffer_size = is_async() ? 4096 : 1024;
-  const std::string head = "GET / HTTP/1.1\r\nHost: a\r\nX-Filler: " + std::string(buffer_size - 100, 'x') + "\r\n\r\n";
+  const std::string head =
+      "GET / HTTP/1.1\r\nHost: a\r\nX-Filler: " + std::string(buffer_size() - 100, 'x') + "\r\n\r\n";
   Client client(server.port());
   client.send(head);
   expect_hello_world(client.read_response(kPatience));
@@ -479,7 +493,7 @@ TEST_P(Routes, IgnoresExpectContinueFromAnHttp10Client) {
 // ---- Errors ----
 
 // Each rule: the exact request, the status, then the server closing the connection.
-class Errors : public BothServers {
+class Errors : public ServerTest {
  protected:
   // A short timeout, so that a server that waits instead of rejecting answers 408 quickly.
   ServerProcess start_for_errors() const { return start({"--timeout-ms", "1000"}); }
@@ -488,7 +502,7 @@ class Errors : public BothServers {
     expect_status_then_close(server.port(), request, status);
   }
 };
-RUN_AGAINST_BOTH_SERVERS(Errors);
+RUN_AGAINST_ALL_SERVERS(Errors);
 
 TEST_P(Errors, RejectsWhitespaceBeforeTheColonWith400) {
   expect_rejection("GET / HTTP/1.1\r\nHost: a\r\nBad Header : x\r\n\r\n", 400);
@@ -612,10 +626,13 @@ TEST(OneRequestPerConnection, AnswersOnlyTheFirstOfPipelinedRequests) {
   EXPECT_TRUE(client.peer_closed());
 }
 
-// ---- KeepAlive (main_async) ----
+// ---- KeepAlive (the concurrent servers) ----
 
-TEST(KeepAlive, AnswersSeveralRequestsOnOneConnection) {
-  ServerProcess server("main_async");
+class KeepAlive : public ServerTest {};
+RUN_AGAINST_CONCURRENT_SERVERS(KeepAlive);
+
+TEST_P(KeepAlive, AnswersSeveralRequestsOnOneConnection) {
+  ServerProcess server = start();
   Client client(server.port());
   for (int i = 0; i < 3; ++i) {
     client.send(kGet);
@@ -633,8 +650,8 @@ TEST(KeepAlive, AnswersSeveralRequestsOnOneConnection) {
   }
 }
 
-TEST(KeepAlive, ClosesAnHttp10ConnectionByDefault) {
-  ServerProcess server("main_async");
+TEST_P(KeepAlive, ClosesAnHttp10ConnectionByDefault) {
+  ServerProcess server = start();
   Client client(server.port());
   client.send("GET / HTTP/1.0\r\n\r\n");
   const std::optional<Response> response = client.read_response(kPatience);
@@ -644,8 +661,8 @@ TEST(KeepAlive, ClosesAnHttp10ConnectionByDefault) {
   EXPECT_TRUE(client.is_closed_by_peer(kPatience));
 }
 
-TEST(KeepAlive, KeepsAnHttp10ConnectionThatAsksForKeepAlive) {
-  ServerProcess server("main_async");
+TEST_P(KeepAlive, KeepsAnHttp10ConnectionThatAsksForKeepAlive) {
+  ServerProcess server = start();
   Client client(server.port());
   for (int i = 0; i < 2; ++i) {
     client.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
@@ -657,18 +674,18 @@ TEST(KeepAlive, KeepsAnHttp10ConnectionThatAsksForKeepAlive) {
   }
 }
 
-TEST(KeepAlive, HonoursConnectionClose) {
-  ServerProcess server("main_async");
+TEST_P(KeepAlive, HonoursConnectionClose) {
+  ServerProcess server = start();
   expect_status_then_close(server.port(), kGetThenClose, 200, kHelloWorld);
 }
 
-TEST(KeepAlive, HonoursConnectionCloseInAnyLetterCase) {
-  ServerProcess server("main_async");
+TEST_P(KeepAlive, HonoursConnectionCloseInAnyLetterCase) {
+  ServerProcess server = start();
   expect_status_then_close(server.port(), "GET / HTTP/1.1\r\nHost: a\r\nConnection: CLOSE\r\n\r\n", 200, kHelloWorld);
 }
 
-TEST(KeepAlive, AnswersPipelinedRequestsInOrder) {
-  ServerProcess server("main_async");
+TEST_P(KeepAlive, AnswersPipelinedRequestsInOrder) {
+  ServerProcess server = start();
   Client client(server.port());
   client.send(std::string(kGet) + post_request("pipelined body") + "HEAD / HTTP/1.1\r\nHost: a\r\n\r\n" +
               std::string(kGet));
@@ -684,8 +701,8 @@ TEST(KeepAlive, AnswersPipelinedRequestsInOrder) {
   EXPECT_EQ(client.unread(), "");
 }
 
-TEST(KeepAlive, AnswersARequestPipelinedAfterAChunkedPostWithTrailer) {
-  ServerProcess server("main_async");
+TEST_P(KeepAlive, AnswersARequestPipelinedAfterAChunkedPostWithTrailer) {
+  ServerProcess server = start();
   Client client(server.port());
   client.send(std::string(kChunkedPost) + std::string(kGet));
   const std::optional<Response> post = client.read_response(kPatience);
@@ -694,8 +711,8 @@ TEST(KeepAlive, AnswersARequestPipelinedAfterAChunkedPostWithTrailer) {
   expect_hello_world(client.read_response(kPatience));
 }
 
-TEST(KeepAlive, ClosesAfterAnErrorOnAKeptAliveConnection) {
-  ServerProcess server("main_async");
+TEST_P(KeepAlive, ClosesAfterAnErrorOnAKeptAliveConnection) {
+  ServerProcess server = start();
   Client client(server.port());
   client.send(std::string(kGet) + "GET / HTTP/1.1\r\nHost: a\r\nBad Header : x\r\n\r\n" + std::string(kGet));
   expect_hello_world(client.read_response(kPatience));
@@ -707,13 +724,13 @@ TEST(KeepAlive, ClosesAfterAnErrorOnAKeptAliveConnection) {
   EXPECT_TRUE(client.peer_closed());
 }
 
-TEST(KeepAlive, NoKeepaliveFlagClosesAfterEveryResponse) {
-  ServerProcess server("main_async", {"--no-keepalive"});
+TEST_P(KeepAlive, NoKeepaliveFlagClosesAfterEveryResponse) {
+  ServerProcess server = start({"--no-keepalive"});
   expect_status_then_close(server.port(), kGet, 200, kHelloWorld);
 }
 
-TEST(KeepAlive, ClosesAnIdleConnectionAfterTheTimeout) {
-  ServerProcess server("main_async", {"--timeout-ms", "300"});
+TEST_P(KeepAlive, ClosesAnIdleConnectionAfterTheTimeout) {
+  ServerProcess server = start({"--timeout-ms", "300"});
   Client client(server.port());
   client.send(kGet);
   expect_hello_world(client.read_response(kPatience));
@@ -725,8 +742,8 @@ TEST(KeepAlive, ClosesAnIdleConnectionAfterTheTimeout) {
   EXPECT_EQ(client.unread(), "") << "an idle connection is closed without a response";
 }
 
-TEST(KeepAlive, KeepsAConnectionThatIsNeverIdleForTheWholeTimeout) {
-  ServerProcess server("main_async", {"--timeout-ms", "400"});
+TEST_P(KeepAlive, KeepsAConnectionThatIsNeverIdleForTheWholeTimeout) {
+  ServerProcess server = start({"--timeout-ms", "400"});
   Client client(server.port());
   for (int i = 0; i < 4; ++i) {  // 4 requests 200 ms apart: 600 ms in all, but never 400 ms idle
     if (i > 0) std::this_thread::sleep_for(200ms);  // being idle is what this tests
@@ -739,8 +756,8 @@ TEST(KeepAlive, KeepsAConnectionThatIsNeverIdleForTheWholeTimeout) {
 
 // ---- Timeouts ----
 
-class Timeouts : public BothServers {};
-RUN_AGAINST_BOTH_SERVERS(Timeouts);
+class Timeouts : public ServerTest {};
+RUN_AGAINST_ALL_SERVERS(Timeouts);
 
 TEST_P(Timeouts, AnswersAPartialHeadFollowedBySilenceWith408) {
   ServerProcess server = start({"--timeout-ms", "300"});
@@ -787,10 +804,13 @@ TEST_P(Timeouts, ASilentClientDelaysTheNextOneByAtMostTheTimeout) {
   EXPECT_TRUE(silent.peer_closed());
 }
 
-// ---- Concurrency (main_async) ----
+// ---- Concurrency (the concurrent servers) ----
 
-TEST(Concurrency, AnswersTwoHundredClientsWithOpenConnectionsAtOnce) {
-  ServerProcess server("main_async");
+class Concurrency : public ServerTest {};
+RUN_AGAINST_CONCURRENT_SERVERS(Concurrency);
+
+TEST_P(Concurrency, AnswersTwoHundredClientsWithOpenConnectionsAtOnce) {
+  ServerProcess server = start();
   constexpr int kClients = 200;
   constexpr int kRounds = 5;
   std::vector<Client> clients;
@@ -807,8 +827,8 @@ TEST(Concurrency, AnswersTwoHundredClientsWithOpenConnectionsAtOnce) {
   }
 }
 
-TEST(Concurrency, ASilentClientDoesNotDelayOthers) {
-  ServerProcess server("main_async");  // --timeout-ms 5000
+TEST_P(Concurrency, ASilentClientDoesNotDelayOthers) {
+  ServerProcess server = start();  // --timeout-ms 5000
   Client silent(server.port());
   Client other(server.port());
   const auto started = Clock::now();
@@ -817,8 +837,8 @@ TEST(Concurrency, ASilentClientDoesNotDelayOthers) {
   EXPECT_LT(millis(Clock::now() - started), 1000);
 }
 
-TEST(Concurrency, MaxConnectionsHoldsASecondClientUntilTheFirstCloses) {
-  ServerProcess server("main_async", {"--max-connections", "1"});
+TEST_P(Concurrency, MaxConnectionsHoldsASecondClientUntilTheFirstCloses) {
+  ServerProcess server = start({"--max-connections", "1"});
   Client first(server.port());
   first.send(kGet);
   expect_hello_world(first.read_response(kPatience));  // the first connection is being served
@@ -853,18 +873,20 @@ long stderr_lines_per_requests(std::string_view binary, std::vector<std::string>
 
 TEST(Logging, BlockingServerLogsOneLinePerRequest) { EXPECT_EQ(stderr_lines_per_requests("main", {}, 3), 3); }
 
-TEST(Logging, AsyncServerLogsOneLinePerRequestWithLogRequests) {
-  EXPECT_EQ(stderr_lines_per_requests("main_async", {"--log-requests"}, 3), 3);
+// The concurrent servers log per request only when asked: a line per request costs throughput.
+class Logging : public ServerTest {};
+RUN_AGAINST_CONCURRENT_SERVERS(Logging);
+
+TEST_P(Logging, LogsOneLinePerRequestWithLogRequests) {
+  EXPECT_EQ(stderr_lines_per_requests(binary(), {"--log-requests"}, 3), 3);
 }
 
-TEST(Logging, AsyncServerLogsNothingPerRequestByDefault) {
-  EXPECT_EQ(stderr_lines_per_requests("main_async", {}, 3), 0);
-}
+TEST_P(Logging, LogsNothingPerRequestByDefault) { EXPECT_EQ(stderr_lines_per_requests(binary(), {}, 3), 0); }
 
 // ---- Shutdown ----
 
-class Shutdown : public BothServers {};
-RUN_AGAINST_BOTH_SERVERS(Shutdown);
+class Shutdown : public ServerTest {};
+RUN_AGAINST_ALL_SERVERS(Shutdown);
 
 TEST_P(Shutdown, ExitsZeroWithinASecondOnSigterm) {
   ServerProcess server = start();
@@ -910,10 +932,13 @@ TEST_P(Shutdown, FinishesALargeResponseAlreadyInFlight) {
   EXPECT_LT(millis(Clock::now() - finished_reading), 1000);
 }
 
-// ---- AsyncShutdown (main_async) ----
+// ---- ConcurrentShutdown: with many connections open ----
 
-TEST(AsyncShutdown, ClosesAnIdleKeepAliveConnectionAndExitsOnSigterm) {
-  ServerProcess server("main_async");
+class ConcurrentShutdown : public ServerTest {};
+RUN_AGAINST_CONCURRENT_SERVERS(ConcurrentShutdown);
+
+TEST_P(ConcurrentShutdown, ClosesAnIdleKeepAliveConnectionAndExitsOnSigterm) {
+  ServerProcess server = start();
   Client client(server.port());
   client.send(kGet);
   expect_hello_world(client.read_response(kPatience));  // now idle, kept alive for 5 s
@@ -942,8 +967,8 @@ class AnswerCounter {
   int count_ = 0;
 };
 
-TEST(AsyncShutdown, CompletesEveryResponseItStartedUnderLoad) {
-  ServerProcess server("main_async");
+TEST_P(ConcurrentShutdown, CompletesEveryResponseItStartedUnderLoad) {
+  ServerProcess server = start();
   constexpr int kClients = 50;
   struct ClientRecord {
     int answered = 0;
@@ -1014,10 +1039,9 @@ TEST_P(Errors, AnswersAHeadThatLeavesNoRoomForItsBodyWith431AndNoReset) {
   // The head fills the read buffer exactly, and a body larger than the socket buffers follows.
   // The 431 must reach a client that is still sending: the server reads and drops the body for
   // a while before it closes, instead of closing on unread bytes, which sends a reset.
-  const std::size_t buffer_size = is_async() ? 4096 : 1024;
   const std::string body(4 << 20, 'b');
   std::string head = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(body.size()) + "\r\nX: \r\n\r\n";
-  head.insert(head.size() - 4, buffer_size - head.size(), 'a');
+  head.insert(head.size() - 4, buffer_size() - head.size(), 'a');
   ServerProcess server = start({"--max-body", "8388608"});
   Client client(server.port());
   const auto [sent, response] = test_support::send_while_reading(client, head + body, kPatience);
@@ -1035,12 +1059,12 @@ TEST_P(Routes, PostEchoesABodyWhoseContentLengthIsAListOfEqualValues) {  // RFC 
                            "hello");
 }
 
-TEST(KeepAlive, AnswersAPipelinedPostWhoseHeadEndsAtTheEndOfTheBuffer) {
-  // A GET and then a POST's head fill main_async's 4096-byte buffer exactly; the body follows.
+TEST_P(KeepAlive, AnswersAPipelinedPostWhoseHeadEndsAtTheEndOfTheBuffer) {
+  // A GET and then a POST's head fill the read buffer exactly; the body follows.
   const std::string post = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n";
   std::string get = "GET / HTTP/1.1\r\nHost: a\r\nX: \r\n\r\n";
-  get.insert(get.size() - 4, 4096 - post.size() - get.size(), 'a');
-  ServerProcess server("main_async");
+  get.insert(get.size() - 4, buffer_size() - post.size() - get.size(), 'a');
+  ServerProcess server = start();
   Client client(server.port());
   ASSERT_TRUE(client.send(get + post));
   std::this_thread::sleep_for(50ms);  // so that the body arrives in a read of its own
@@ -1065,7 +1089,7 @@ void start_a_response_nobody_reads(Client& client) {
 
 TEST_P(Shutdown, ASecondSignalExitsAtOnce) {
   std::vector<std::string> args = {"--max-body", "33554432", "--timeout-ms", "30000"};
-  if (is_async()) args.insert(args.end(), {"--shutdown-timeout-ms", "60000"});
+  if (is_concurrent()) args.insert(args.end(), {"--shutdown-timeout-ms", "60000"});
   ServerProcess server = start(args);
   Client client(server.port());
   start_a_response_nobody_reads(client);
@@ -1078,8 +1102,8 @@ TEST_P(Shutdown, ASecondSignalExitsAtOnce) {
   EXPECT_NE(server.stderr_text().find("second stop signal"), std::string::npos) << server.stderr_text();
 }
 
-TEST(AsyncShutdown, GivesUpOnResponsesStillUnderWayAfterTheShutdownTimeout) {
-  ServerProcess server("main_async", {"--max-body", "33554432", "--timeout-ms", "30000", "--shutdown-timeout-ms", "500"});
+TEST_P(ConcurrentShutdown, GivesUpOnResponsesStillUnderWayAfterTheShutdownTimeout) {
+  ServerProcess server = start({"--max-body", "33554432", "--timeout-ms", "30000", "--shutdown-timeout-ms", "500"});
   Client stuck(server.port());
   start_a_response_nobody_reads(stuck);
   Client idle(server.port());

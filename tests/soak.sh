@@ -16,13 +16,15 @@
 #     stack never freed is 8 KiB or more of touched pages per connection.
 #     2 MiB over 100 000 connections is 21 bytes a connection: less than any object that
 #     could leak.
-#   - threads must come back to the count the idle server had before any load.
+#   - threads must come back to the count the idle server had before any load (main_async's
+#     come and go with connections; main_epoll's workers stay).
 #   - every request must have been answered with 200.
 #
 #   tests/soak.sh                                   # main_async, 100 000 churned connections
+#   tests/soak.sh --server ./main_epoll --server-arg=--workers --server-arg=2
 #   tests/soak.sh --server build/main_async_unreaped --connections 20000 --csv unreaped.csv
 #
-# `make soak` builds what it needs and runs it against ./main_async.
+# `make soak` builds what it needs and runs it against ./main_async, then ./main_epoll.
 set -euo pipefail
 
 readonly PROGRAM=${0##*/}
@@ -145,6 +147,9 @@ cleanup() {
 }
 
 start_server() {
+  # The background job opens its output itself, maybe after the first look for the port: the
+  # file must already be there for sed, or set -e ends the script.
+  : >"$work/server.out"
   "$server" --host 127.0.0.1 --port 0 "${server_args[@]}" >"$work/server.out" 2>"$work/server.err" &
   server_pid=$!
   local tries
@@ -331,9 +336,10 @@ main() {
     echo "FAIL: $warm_threads/$end_threads thread(s) after the phases, $idle_threads when idle" >&2
     verdict=1
   fi
-  # Under load, a thread per open connection, and little more: threads that end must go while
-  # the load lasts, not only once it stops (a group whose ending threads wait for each other
-  # piles them up by the thousand and drains them afterwards).
+  # Under load, at most a thread per open connection (main_async; an event loop adds none), and
+  # little more: threads that end must go while the load lasts, not only once it stops (a group
+  # whose ending threads wait for each other piles them up by the thousand and drains them
+  # afterwards).
   local peak_threads thread_bound=$((idle_threads + 2 * (concurrency + keepalive)))
   peak_threads=$(awk -F, 'max < $5 { max = $5 } END { print max + 0 }' "$work/samples.csv")
   printf 'peak threads under load: %d (bound %d: twice the connections open at once)\n' "$peak_threads" "$thread_bound"

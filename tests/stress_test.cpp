@@ -1,12 +1,19 @@
-// stress_test.cpp: hostile clients and faults against the real ./main and ./main_async.
+// stress_test.cpp: hostile clients and faults against the real ./main, ./main_async and ./main_epoll.
 //
 //   make && make build/stress_tests && SERVER_DIR=$PWD build/stress_tests
-//   SERVER_DIR=$PWD build/stress_tests --gtest_filter='Scale.*'     # a subset
+//   SERVER_DIR=$PWD build/stress_tests --gtest_filter='*Scale.*'     # a subset
+//   SERVER_DIR=$PWD build/stress_tests --gtest_filter='*/main_epoll'  # one server
 //
 // What a server meets outside a test: descriptors running out, clients that trickle (a head
 // or a body), fall silent, reset, half-close or vanish, uploads that together would exhaust
 // memory, memory or threads that the system will not give, heads that fill the buffer, ten
-// thousand connections at once, and a SIGTERM in the middle of all that. Each test watches the server from outside, through /proc/PID: its open
+// thousand connections at once, and a SIGTERM in the middle of all that. As in
+// integration_test.cpp, each rule runs against every server that has the behaviour (see
+// server_tests.hpp): slow clients, faults and a clean exit against all three (AllServers/...);
+// descriptor exhaustion, many connections, body memory, room in the buffer and shutdown under
+// load against main_async and main_epoll (ConcurrentServers/...). What is about one server's
+// design names it: main serves one connection at a time, main_async starts a thread per
+// connection. Each test watches the server from outside, through /proc/PID: its open
 // descriptors, threads and CPU time. Each ends by stopping the server with SIGTERM and
 // expecting exit status 0, which under `make check` is also the sanitizers' verdict: a leak
 // (LeakSanitizer), a data race (ThreadSanitizer) or any other report makes the exit status
@@ -89,15 +96,19 @@ struct IdleState {
   long threads = 0;
 };
 
-IdleState idle_state_after_one_request(const ServerProcess& server) {
+IdleState idle_state_after_one_request(const ServerProcess& server, const ServerKind& kind) {
   Client client(server.port());
   client.send(kGetThenClose);
   EXPECT_TRUE(is_hello_world(client.read_response(kPatience)));
   EXPECT_TRUE(client.is_closed_by_peer(kPatience));
   client.close();
   std::this_thread::sleep_for(100ms);
-  // main_async's connection thread goes away (ThreadSanitizer keeps a thread of its own).
-  EXPECT_TRUE(eventually([&] { return thread_count(server.pid()) <= 2; })) << thread_count(server.pid()) << " threads";
+  // main_async's connection thread goes away (ThreadSanitizer keeps a thread of its own). The
+  // other servers' threads do not come and go with connections.
+  if (kind.thread_per_connection) {
+    EXPECT_TRUE(eventually([&] { return thread_count(server.pid()) <= 2; }))
+        << thread_count(server.pid()) << " threads";
+  }
   std::this_thread::sleep_for(100ms);
   return {open_descriptors(server.pid()), thread_count(server.pid())};
 }
@@ -142,15 +153,18 @@ rlim_t descriptor_limit() {
 }
 
 
-// ---- DescriptorExhaustion (main_async) ----
+// ---- DescriptorExhaustion (the concurrent servers) ----
+
+class DescriptorExhaustion : public ServerTest {};
+RUN_AGAINST_CONCURRENT_SERVERS(DescriptorExhaustion);
 
 // With `ulimit -n 64`, 200 connections held open: accept() fails with EMFILE while the rest
 // wait in the kernel's queue. The server must back off instead of spinning, and serve every one
 // of them as descriptors come free, then go on as before.
-TEST(DescriptorExhaustion, ServesEveryConnectionOnceDescriptorsFreeUpAndDoesNotSpin) {
+TEST_P(DescriptorExhaustion, ServesEveryConnectionOnceDescriptorsFreeUpAndDoesNotSpin) {
   constexpr int kConnections = 200;
-  ServerProcess server("main_async", {"--timeout-ms", "20000"});
-  const IdleState idle = idle_state_after_one_request(server);
+  ServerProcess server = start({"--timeout-ms", "20000"});
+  const IdleState idle = idle_state_after_one_request(server, GetParam());
   const rlimit limit{64, 64};
   ASSERT_EQ(::prlimit(server.pid(), RLIMIT_NOFILE, &limit, nullptr), 0) << "prlimit: " << std::strerror(errno);
 
@@ -185,8 +199,8 @@ TEST(DescriptorExhaustion, ServesEveryConnectionOnceDescriptorsFreeUpAndDoesNotS
 
 // ---- SlowClients ----
 
-class SlowClients : public BothServers {};
-RUN_AGAINST_BOTH_SERVERS(SlowClients);
+class SlowClients : public ServerTest {};
+RUN_AGAINST_ALL_SERVERS(SlowClients);
 
 TEST_P(SlowClients, AnswersARequestSentOneByteAtATime) {
   ServerProcess server = start({"--timeout-ms", "5000"});
@@ -236,42 +250,14 @@ TEST(SlowClients, MainDropsASilentConnectionAtTheTimeoutAndServesTheNextClient) 
   expect_clean_exit(server);
 }
 
-TEST(SlowClients, MainAsyncDropsAThousandIdleConnectionsAtTheTimeout) {
-  constexpr int kConnections = 1000;
-  constexpr int kTimeoutMs = kThreadSanitizer ? 5000 : 1000;  // longer than starting 1000 threads takes
-  ServerProcess server("main_async", {"--timeout-ms", std::to_string(kTimeoutMs)});
-  const IdleState idle = idle_state_after_one_request(server);
-  const auto opened_from = Clock::now();
-  std::vector<Client> clients;
-  clients.reserve(kConnections);
-  for (int i = 0; i < kConnections; ++i) clients.emplace_back(server.port());
-  ASSERT_TRUE(eventually([&] { return thread_count(server.pid()) >= idle.threads + kConnections; }, 10s))
-      << "only " << thread_count(server.pid()) << " threads: the connections are not all held at once";
-  const long long open_after = millis(Clock::now() - opened_from);
-
-  int closed_early = 0, closed_silently = 0;
-  for (Client& client : clients) closed_early += client.is_closed_by_peer(0ms);
-  EXPECT_TRUE(open_after > kTimeoutMs * 7 / 10 || closed_early == 0) << closed_early << " closed before the timeout";
-  for (Client& client : clients) {
-    closed_silently += client.is_closed_by_peer(Millis(kTimeoutMs) + kPatience) && client.unread().empty();
-  }
-  const long long all_closed_after = millis(Clock::now() - opened_from);
-  EXPECT_EQ(closed_silently, kConnections);
-  EXPECT_LT(all_closed_after, open_after + kTimeoutMs + 2500) << "idle connections outlived the timeout";
-  clients.clear();
-  expect_back_to_idle(server, idle);
-  expect_still_serving(server);
-  expect_clean_exit(server);
-}
-
 // ---- Faults: clients that misbehave ----
 
-class Faults : public BothServers {};
-RUN_AGAINST_BOTH_SERVERS(Faults);
+class Faults : public ServerTest {};
+RUN_AGAINST_ALL_SERVERS(Faults);
 
 TEST_P(Faults, AClientThatResetsMidResponseLeavesNoDescriptorBehind) {
   ServerProcess server = start({"--max-body", "33554432"});
-  const IdleState idle = idle_state_after_one_request(server);
+  const IdleState idle = idle_state_after_one_request(server, GetParam());
   for (int round = 0; round < 3; ++round) {
     Client client(server.port());
     const std::string body(16 * 1024 * 1024, 'r');  // far more than the socket buffers hold
@@ -289,7 +275,7 @@ TEST_P(Faults, AClientThatResetsMidResponseLeavesNoDescriptorBehind) {
 
 TEST_P(Faults, AClientThatHalfClosesAfterSendingIsAnsweredAndLeavesNoDescriptorBehind) {
   ServerProcess server = start();
-  const IdleState idle = idle_state_after_one_request(server);
+  const IdleState idle = idle_state_after_one_request(server, GetParam());
   for (int round = 0; round < 3; ++round) {
     Client client(server.port());
     ASSERT_TRUE(client.send(post_request("half-closed")));
@@ -306,7 +292,7 @@ TEST_P(Faults, AClientThatHalfClosesAfterSendingIsAnsweredAndLeavesNoDescriptorB
 
 TEST_P(Faults, AClientThatVanishesMidBodyLeavesNoDescriptorBehind) {
   ServerProcess server = start();
-  const IdleState idle = idle_state_after_one_request(server);
+  const IdleState idle = idle_state_after_one_request(server, GetParam());
   for (int round = 0; round < 4; ++round) {
     Client client(server.port());
     ASSERT_TRUE(client.send("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\nonly the start"));
@@ -328,7 +314,17 @@ TEST_P(Faults, AClientThatVanishesMidBodyLeavesNoDescriptorBehind) {
   expect_clean_exit(server);
 }
 
-// ---- Scale (main_async) ----
+// ---- Scale (the concurrent servers) ----
+
+class Scale : public ServerTest {};
+RUN_AGAINST_CONCURRENT_SERVERS(Scale);
+
+// True once the server holds `count` connections more than when idle: a descriptor each, and in
+// main_async a thread each.
+bool holds_connections(const ServerProcess& server, const IdleState& idle, long count, const ServerKind& kind) {
+  return open_descriptors(server.pid()) >= idle.descriptors + count &&
+         (!kind.thread_per_connection || thread_count(server.pid()) >= idle.threads + count);
+}
 
 // Reads one response on each client, in turn; how many were Hello World.
 int count_hello_worlds(std::vector<Client>& clients) {
@@ -337,20 +333,21 @@ int count_hello_worlds(std::vector<Client>& clients) {
   return answered;
 }
 
-TEST(Scale, MainAsyncServesTenThousandConcurrentConnections) {
-  constexpr int kConnections = kThreadSanitizer ? 2000 : 10000;
-  if (descriptor_limit() < kConnections + 100) {
+TEST_P(Scale, ServesTenThousandConcurrentConnections) {
+  const int kConnections = kThreadSanitizer && has_thread_per_connection() ? 2000 : 10000;
+  if (descriptor_limit() < static_cast<rlim_t>(kConnections) + 100) {
     GTEST_SKIP() << "needs `ulimit -n` of " << kConnections + 100 << ", have " << descriptor_limit();
   }
-  ServerProcess server("main_async", {"--timeout-ms", "20000"});
-  const IdleState idle = idle_state_after_one_request(server);
+  ServerProcess server = start({"--timeout-ms", "20000"});
+  const IdleState idle = idle_state_after_one_request(server, GetParam());
   std::vector<Client> clients;
   clients.reserve(kConnections);
   for (int i = 0; i < kConnections; ++i) clients.emplace_back(server.port());
   for (Client& client : clients) ASSERT_TRUE(client.send(kGet));
   EXPECT_EQ(count_hello_worlds(clients), kConnections);
-  // Every connection is still open (kept alive), each on a thread of its own.
-  EXPECT_EQ(thread_count(server.pid()), idle.threads + kConnections);
+  // Every connection is still open (kept alive): in main_async each on a thread of its own, in
+  // main_epoll on the workers it had when idle.
+  EXPECT_EQ(thread_count(server.pid()), idle.threads + (has_thread_per_connection() ? kConnections : 0));
   // And a second round on the same connections.
   for (Client& client : clients) ASSERT_TRUE(client.send(kGet));
   EXPECT_EQ(count_hello_worlds(clients), kConnections);
@@ -361,10 +358,10 @@ TEST(Scale, MainAsyncServesTenThousandConcurrentConnections) {
 
 // With --max-connections 100 and 500 clients at once: exactly 100 are served, the rest wait in
 // the kernel's queue; as the served ones leave, the next 100 are served, and so on.
-TEST(Scale, MainAsyncServesAtMostMaxConnectionsAtOnce) {
+TEST_P(Scale, ServesAtMostMaxConnectionsAtOnce) {
   constexpr int kConnections = 500;
   constexpr int kLimit = 100;
-  ServerProcess server("main_async", {"--max-connections", std::to_string(kLimit), "--timeout-ms", "20000"});
+  ServerProcess server = start({"--max-connections", std::to_string(kLimit), "--timeout-ms", "20000"});
   std::vector<Client> clients;
   clients.reserve(kConnections);
   for (int i = 0; i < kConnections; ++i) clients.emplace_back(server.port());
@@ -390,7 +387,9 @@ TEST(Scale, MainAsyncServesAtMostMaxConnectionsAtOnce) {
     std::this_thread::sleep_for(200ms);  // time for a 101st, if the bound did not hold
     collect();
     EXPECT_EQ(static_cast<int>(this_round.size()), kLimit);
-    EXPECT_LE(thread_count(server.pid()), kLimit + 3);  // + main, a finishing thread, ThreadSanitizer's
+    if (has_thread_per_connection()) {
+      EXPECT_LE(thread_count(server.pid()), kLimit + 3);  // + main, a finishing thread, ThreadSanitizer's
+    }
     total += static_cast<int>(this_round.size());
     for (int i : this_round) clients[i].close();  // room for the next ones
   }
@@ -399,7 +398,40 @@ TEST(Scale, MainAsyncServesAtMostMaxConnectionsAtOnce) {
   expect_clean_exit(server);
 }
 
+TEST_P(Scale, DropsAThousandIdleConnectionsAtTheTimeout) {
+  constexpr int kConnections = 1000;
+  // Longer than starting 1000 threads takes, in main_async under ThreadSanitizer.
+  const int timeout_ms = kThreadSanitizer && has_thread_per_connection() ? 5000 : 1000;
+  ServerProcess server = start({"--timeout-ms", std::to_string(timeout_ms)});
+  const IdleState idle = idle_state_after_one_request(server, GetParam());
+  const auto opened_from = Clock::now();
+  std::vector<Client> clients;
+  clients.reserve(kConnections);
+  for (int i = 0; i < kConnections; ++i) clients.emplace_back(server.port());
+  ASSERT_TRUE(eventually([&] { return holds_connections(server, idle, kConnections, GetParam()); }, 10s))
+      << open_descriptors(server.pid()) << " descriptors, " << thread_count(server.pid())
+      << " threads: the connections are not all held at once";
+  const long long open_after = millis(Clock::now() - opened_from);
+
+  int closed_early = 0, closed_silently = 0;
+  for (Client& client : clients) closed_early += client.is_closed_by_peer(0ms);
+  EXPECT_TRUE(open_after > timeout_ms * 7 / 10 || closed_early == 0) << closed_early << " closed before the timeout";
+  for (Client& client : clients) {
+    closed_silently += client.is_closed_by_peer(Millis(timeout_ms) + kPatience) && client.unread().empty();
+  }
+  const long long all_closed_after = millis(Clock::now() - opened_from);
+  EXPECT_EQ(closed_silently, kConnections);
+  EXPECT_LT(all_closed_after, open_after + timeout_ms + 2500) << "idle connections outlived the timeout";
+  clients.clear();
+  expect_back_to_idle(server, idle);
+  expect_still_serving(server);
+  expect_clean_exit(server);
+}
+
 // ---- Shutdown under load ----
+
+class ShutdownUnderLoad : public ServerTest {};
+RUN_AGAINST_CONCURRENT_SERVERS(ShutdownUnderLoad);
 
 // One request as a load client saw it.
 struct Sent {
@@ -415,9 +447,9 @@ struct Sent {
 // connection still in the kernel's accept queue at shutdown is reset, its request unread (see
 // the README). Under ThreadSanitizer, where each thread start is slow, the last of the 32
 // connections were at first still queued 300 ms into the load, and the test failed 3 times in 20.
-TEST(ShutdownUnderLoad, MainAsyncAnswersEveryRequestSentBeforeSigtermAndExitsWithinASecond) {
+TEST_P(ShutdownUnderLoad, AnswersEveryRequestSentBeforeSigtermAndExitsWithinASecond) {
   constexpr int kClients = 32;
-  ServerProcess server("main_async");
+  ServerProcess server = start();
   std::vector<std::vector<Sent>> logs(kClients);
   std::atomic<long> answered{0};
   std::atomic<int> connections_answered{0};  // connections with at least one answer
@@ -515,8 +547,8 @@ TEST(ShutdownUnderLoad, MainFinishesTheRequestItHasAndCutsNoResponseShort) {
 // Churned connections and kept-alive ones, then SIGTERM: exit status 0. Under `make check`
 // the server is built with AddressSanitizer, whose LeakSanitizer checks for leaks at exit,
 // or with ThreadSanitizer, which has watched every thread of the load for data races.
-class CleanExit : public BothServers {};
-RUN_AGAINST_BOTH_SERVERS(CleanExit);
+class CleanExit : public ServerTest {};
+RUN_AGAINST_ALL_SERVERS(CleanExit);
 
 TEST_P(CleanExit, ExitsWithStatusZeroAndNoSanitizerReportAfterLoad) {
   ServerProcess server = start();
@@ -528,7 +560,7 @@ TEST_P(CleanExit, ExitsWithStatusZeroAndNoSanitizerReportAfterLoad) {
     threads.emplace_back([&, t] {
       std::optional<Client> kept;
       for (int i = 0; i < kRequestsEach; ++i) {
-        const bool churn = t % 2 == 0 || !is_async();  // half the threads keep their connection
+        const bool churn = t % 2 == 0 || !is_concurrent();  // half the threads keep their connection
         if (churn || !kept) kept.emplace(server.port());
         if (!kept->send(churn ? kGetThenClose : kGet)) continue;
         answered += is_hello_world(kept->read_response(kPatience));
@@ -554,10 +586,10 @@ long status_field_kib(pid_t pid, std::string_view name) {
 
 TEST_P(SlowClients, CutsOffABodyTrickledForLongerThanItsSizeAllows) {
   // --timeout-ms 500 and a 100-byte body: the body must be in within 0.5 s (plus 1.5 ms for
-  // its size). One byte every 100 ms would take 10 s; main, and main_async at
+  // its size). One byte every 100 ms would take 10 s; main, and the concurrent servers at
   // --max-connections 1, would serve nobody else meanwhile.
   std::vector<std::string> args = {"--timeout-ms", "500"};
-  if (is_async()) args.insert(args.end(), {"--max-connections", "1"});
+  if (is_concurrent()) args.insert(args.end(), {"--max-connections", "1"});
   ServerProcess server = start(args);
   Client trickler(server.port());
   ASSERT_TRUE(trickler.send("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"));
@@ -588,13 +620,16 @@ TEST_P(SlowClients, CutsOffABodyTrickledForLongerThanItsSizeAllows) {
 // The "VmRSS:" line of /proc/PID/status, in KiB.
 long resident_kib(pid_t pid) { return status_field_kib(pid, "VmRSS:"); }
 
-TEST(Memory, MainAsyncGivesALargeBodysMemoryBackAfterTheResponse) {
+class Memory : public ServerTest {};
+RUN_AGAINST_CONCURRENT_SERVERS(Memory);
+
+TEST_P(Memory, GivesALargeBodysMemoryBackAfterTheResponse) {
   // ThreadSanitizer's shadow of the unmapped bodies stays resident (54 MiB here): RSS would
   // measure the sanitizer.
   if (kThreadSanitizer) GTEST_SKIP() << "RSS under ThreadSanitizer counts its shadow memory";
   constexpr int kConnections = 40;
-  ServerProcess server("main_async");
-  const IdleState idle = idle_state_after_one_request(server);
+  ServerProcess server = start();
+  const IdleState idle = idle_state_after_one_request(server, GetParam());
   const long before = resident_kib(server.pid());
   const std::string body(1 << 20, 'm');
   std::vector<Client> clients;
@@ -612,10 +647,10 @@ TEST(Memory, MainAsyncGivesALargeBodysMemoryBackAfterTheResponse) {
   expect_clean_exit(server);
 }
 
-TEST(Memory, MainAsyncAnswers503WhenBodiesTogetherWouldPassBodyMemory) {
+TEST_P(Memory, Answers503WhenBodiesTogetherWouldPassBodyMemory) {
   // Room for two 1 MiB bodies at once. Two uploads are half sent and wait; a third is refused
   // at once with 503, before its body (and before a 100 Continue), and the room comes back.
-  ServerProcess server("main_async", {"--body-memory", "2097152", "--max-body", "1048576"});
+  ServerProcess server = start({"--body-memory", "2097152", "--max-body", "1048576"});
   const std::string half(512 * 1024, 'h');
   const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1048576\r\n\r\n";
   Client first(server.port()), second(server.port());
@@ -653,11 +688,11 @@ bool limit_address_space(pid_t pid, rlim_t bytes) {
 
 long mapped_kib(pid_t pid) { return status_field_kib(pid, "VmSize:"); }
 
-TEST(Memory, MainAsyncAnswers503WhenTheSystemHasNoMemoryForABody) {
+TEST_P(Memory, Answers503WhenTheSystemHasNoMemoryForABody) {
   if (kSanitizerMapsShadowMemory) GTEST_SKIP() << "RLIMIT_AS and sanitizer shadow memory do not mix";
   // Only the system's limit stops this body: --body-memory and --max-body are far above it.
-  ServerProcess server("main_async", {"--max-body", "1073741824", "--body-memory", "1099511627776"});
-  const IdleState idle = idle_state_after_one_request(server);
+  ServerProcess server = start({"--max-body", "1073741824", "--body-memory", "1099511627776"});
+  const IdleState idle = idle_state_after_one_request(server, GetParam());
   ASSERT_TRUE(limit_address_space(server.pid(), static_cast<rlim_t>(mapped_kib(server.pid()) + 64 * 1024) * 1024));
   Client client(server.port());
   const std::string body(256 << 20, 'z');  // its mapping must grow past the 64 MiB the limit leaves
@@ -670,6 +705,7 @@ TEST(Memory, MainAsyncAnswers503WhenTheSystemHasNoMemoryForABody) {
   expect_clean_exit(server);
 }
 
+// A thread per connection is main_async's design: main_epoll starts none, so this is main_async's alone.
 TEST(Memory, MainAsyncAnswers503WhenNoThreadCanBeStarted) {
   if (kSanitizerMapsShadowMemory) GTEST_SKIP() << "RLIMIT_AS and sanitizer shadow memory do not mix";
   ServerProcess server("main_async");
@@ -688,15 +724,18 @@ TEST(Memory, MainAsyncAnswers503WhenNoThreadCanBeStarted) {
   expect_clean_exit(server);
 }
 
-// ---- Room in the read buffer ----
+// ---- Room in the read buffer (the concurrent servers: pipelined requests, --buffer-size) ----
 
-TEST(Room, MainAsyncReadsABodyAfterAPipelinedHeadInLargePieces) {
+class Room : public ServerTest {};
+RUN_AGAINST_CONCURRENT_SERVERS(Room);
+
+TEST_P(Room, ReadsABodyAfterAPipelinedHeadInLargePieces) {
   // A GET of 4047 bytes, then a POST head of 48: it ends one byte before the end of the
   // 4096-byte buffer. Pinned there, the head would leave the body one byte per recv().
   const std::string post_head = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4194304\r\n\r\n";
   std::string get = "GET / HTTP/1.1\r\nHost: a\r\nX: \r\n\r\n";
-  get.insert(get.size() - 4, 4095 - post_head.size() - get.size(), 'a');
-  ServerProcess server("main_async", {"--max-body", "8388608"});
+  get.insert(get.size() - 4, buffer_size() - 1 - post_head.size() - get.size(), 'a');
+  ServerProcess server = start({"--max-body", "8388608"});
   Client client(server.port());
   ASSERT_TRUE(client.send(get + post_head));
   ASSERT_TRUE(is_hello_world(client.read_response(kPatience)));
@@ -710,11 +749,11 @@ TEST(Room, MainAsyncReadsABodyAfterAPipelinedHeadInLargePieces) {
   expect_clean_exit(server);
 }
 
-TEST(Room, MainAsyncScansALongHeadOnceNotAfterEveryRead) {
+TEST_P(Room, ScansALongHeadOnceNotAfterEveryRead) {
   // A 16 MiB buffer and a 12 MiB field, in 8 KiB pieces: scanning the head again from its
   // start after every read would be 1 500 scans of megabytes (2 to 3 s of CPU here).
   if (kThreadSanitizer) GTEST_SKIP() << "ThreadSanitizer makes the one scan itself cost as much";
-  ServerProcess server("main_async", {"--buffer-size", "16777216"});
+  ServerProcess server = start({"--buffer-size", "16777216"});
   Client client(server.port());
   const long ticks_before = cpu_ticks(server.pid());
   ASSERT_TRUE(client.send("GET / HTTP/1.1\r\nHost: a\r\nX-Long: "));
