@@ -1,6 +1,7 @@
 # Two HTTP/1.1 servers, their tests, and the tools around them.
 #
-#   make              build ./main (blocking) and ./main_async (thread group)
+#   make              build ./main (blocking), ./main_async (thread group) and, on Linux,
+#                     ./main_epoll (event loop, from tutorial/code/main_epoll.cpp)
 #   make run          build and start main_async on 127.0.0.1:8000 (another port: make run PORT=8001)
 #   make run-blocking build and start main on 127.0.0.1:8000 (PORT=... too)
 #   make test         install GoogleTest if missing, build and run every test
@@ -27,9 +28,15 @@ CXXFLAGS := -std=c++20 $(OPT) -Wall -Wextra -Werror -pthread $(if $(SANITIZE),$(
 TEST_LIBS := -lgtest -lgtest_main -pthread
 
 SERVERS := $(OUT)/main $(OUT)/main_async
+# The event-loop step uses epoll, which only Linux has; elsewhere the first two still build.
+ifeq ($(shell uname -s),Linux)
+SERVERS += $(OUT)/main_epoll
+else
+$(info main_epoll: skipped, the event-loop step needs Linux (epoll); main and main_async build as usual)
+endif
 UNIT_TESTS := tests/http_blocking_test.cpp tests/http_async_test.cpp tests/source_test.cpp \
 	tests/tutorial_code_test.cpp
-UNIT_DEPS := main.cpp main_async.cpp tests/http_rules.inc tests/tutorial_code.cpp
+UNIT_DEPS := main.cpp main_async.cpp tutorial/code/main_epoll.cpp tests/http_rules.inc tests/tutorial_code.cpp
 INTEGRATION_TESTS := tests/integration_test.cpp
 STRESS_TESTS := tests/stress_test.cpp
 
@@ -43,6 +50,10 @@ $(OUT)/main: main.cpp
 	$(CXX) $(CXXFLAGS) -o $@ $<
 
 $(OUT)/main_async: main_async.cpp
+	@mkdir -p $(OUT)
+	$(CXX) $(CXXFLAGS) -o $@ $<
+
+$(OUT)/main_epoll: tutorial/code/main_epoll.cpp
 	@mkdir -p $(OUT)
 	$(CXX) $(CXXFLAGS) -o $@ $<
 
@@ -208,4 +219,4 @@ ensure-gtest:
 		|| tests/ensure-packages.sh libgtest-dev
 
 clean:
-	rm -rf main main_async build
+	rm -rf main main_async main_epoll build

@@ -133,6 +133,7 @@ Socket listen_on(const std::string& host, int port) {
 }
 // ANCHOR_END: listen_on
 
+// ANCHOR: local_url
 // "http://127.0.0.1:8000": the address the kernel actually bound, with the real port.
 std::string local_url(const Socket& listener) {
   sockaddr_storage address{};
@@ -144,6 +145,7 @@ std::string local_url(const Socket& listener) {
   const bool v6 = address.ss_family == AF_INET6;  // an IPv6 address goes in brackets
   return std::string("http://") + (v6 ? "[" : "") + host + (v6 ? "]:" : ":") + port;
 }
+// ANCHOR_END: local_url
 
 // ANCHOR: accept_connection
 // Waits for the next connection. Returns an empty Socket once `stop_fd` becomes readable (or,
@@ -350,6 +352,7 @@ enum class Status {
 };
 // ANCHOR_END: status
 
+// ANCHOR: reason_phrase
 std::string_view reason_phrase(Status status) {
   switch (status) {
     case Status::Continue: return "Continue";
@@ -367,6 +370,7 @@ std::string_view reason_phrase(Status status) {
   }
   return "Unknown";
 }
+// ANCHOR_END: reason_phrase
 
 // ANCHOR: request
 // What the server needs to know about a request. The views point into the reader's buffer.
@@ -393,6 +397,7 @@ ParsedHead rejected(Status status) {
   return parsed;
 }
 
+// ANCHOR: syntax
 bool is_tchar(char c) {  // RFC 9110 5.6.2: token characters
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
@@ -483,6 +488,7 @@ bool is_valid_host(std::string_view host) {
   return name_end > (host.starts_with('[') ? 2 : 0) &&
          (port.empty() || (port.front() == ':' && std::all_of(port.begin() + 1, port.end(), is_digit)));
 }
+// ANCHOR_END: syntax
 
 // ANCHOR: scan_head
 // Where the head ends in the bytes received so far. Lines must end in CRLF: a bare CR or LF
@@ -835,6 +841,7 @@ BodyResult read_line(Reader& reader, std::string_view& line, Deadline deadline, 
   }
 }
 
+// ANCHOR: chunk_extension
 // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] ). Whitespace
 // may only come before a ";" or "=" or after one: "5 " with nothing after the space is invalid.
 bool is_chunk_extension(std::string_view s) {
@@ -875,6 +882,7 @@ bool is_chunk_extension(std::string_view s) {
   }
   return true;
 }
+// ANCHOR_END: chunk_extension
 
 // ANCHOR: chunked
 // chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 7.1). Extensions are
@@ -984,9 +992,11 @@ void write_response(Writer& out, const Response& response, bool include_body, Pe
 }
 // ANCHOR_END: write_response
 
+// ANCHOR: error_response
 Response error_response(Status status) {
   return {status, "text/plain", reason_phrase(status), {}};
 }
+// ANCHOR_END: error_response
 
 // ANCHOR: serve_request
 // The application: from a complete request and its body to a response.

@@ -1,5 +1,5 @@
 // The two servers share their layers word for word, so that `diff main.cpp main_async.cpp`
-// shows only the concurrency lesson. These tests fail as soon as one copy drifts. Where
+// shows only the concurrency lesson (and the event loop shares what does not wait, below). These tests fail as soon as one copy drifts. Where
 // concurrency changes a shared section, the change is an ANCHOR region of its own, listed
 // below with its reason; only those regions may differ.
 #include <gtest/gtest.h>
@@ -83,6 +83,58 @@ INSTANTIATE_TEST_SUITE_P(Sources, SharedSection,
                            std::erase(name, ' ');
                            return name;
                          });
+
+// The event-loop server (tutorial/code/main_epoll.cpp) cannot share whole sections: its
+// reading and writing never wait, so its Reader, Writer and body readers are its own. What
+// does not wait is shared, region by region: the socket and listener, the parser, the body's
+// memory, the response, the application and the stop signal.
+constexpr const char* kRegionsSharedWithTheEventLoop[] = {
+    "socket",        "listen_on",   "local_url",    "status",          "reason_phrase", "request",
+    "syntax",        "scan_head",   "request_line", "field_line",      "parse_head",    "limits",
+    "body_deadline", "body",        "chunk_extension", "http_date",    "write_response", "error_response",
+    "handle",        "stop_signal",
+};
+
+class RegionSharedWithTheEventLoop : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(RegionSharedWithTheEventLoop, IsIdenticalInMainAndMainEpoll) {
+  const std::string blocking = read_source("main.cpp"), epoll = read_source("tutorial/code/main_epoll.cpp");
+  auto [b_begin, b_end] = region(blocking, GetParam());
+  auto [e_begin, e_end] = region(epoll, GetParam());
+  ASSERT_NE(b_begin, std::string::npos) << "main.cpp has no region " << GetParam();
+  ASSERT_NE(e_begin, std::string::npos) << "main_epoll.cpp has no region " << GetParam();
+  EXPECT_EQ(blocking.substr(b_begin, b_end - b_begin), epoll.substr(e_begin, e_end - e_begin))
+      << "region " << GetParam() << " differs between main.cpp and tutorial/code/main_epoll.cpp";
+}
+
+INSTANTIATE_TEST_SUITE_P(Sources, RegionSharedWithTheEventLoop, ::testing::ValuesIn(kRegionsSharedWithTheEventLoop),
+                         [](const auto& info) { return std::string(info.param); });
+
+// Every function of main.cpp's HTTP layer that does not wait is in a shared region: a helper
+// added to the parser outside one would let the two copies drift unnoticed.
+TEST(Sources, TheEventLoopSharesEveryHttpFunctionThatDoesNotWait) {
+  const std::string blocking = section(read_source("main.cpp"), "HTTP layer");
+  std::string shared;
+  for (const char* name : kRegionsSharedWithTheEventLoop) {
+    auto [begin, end] = region(read_source("main.cpp"), name);
+    if (begin != std::string::npos) shared += read_source("main.cpp").substr(begin, end - begin);
+  }
+  // The functions that wait for the client, and serve_request, which calls them.
+  const std::string waits[] = {"rejected(", "read_request_head(", "read_exactly(", "read_line(",
+                               "read_chunked_body(", "read_body(", "serve_request("};
+  std::istringstream lines(blocking);
+  for (std::string line; std::getline(lines, line);) {
+    const bool defines_function = !line.empty() && line[0] != ' ' && line[0] != '/' && line.back() == '{' &&
+                                  line.find('(') != std::string::npos && line.find("struct") != 0 &&
+                                  line.find("class") != 0 && line.find("enum") != 0;
+    if (!defines_function) continue;
+    bool waiting = false;
+    for (const std::string& name : waits) waiting |= line.find(" " + name) != std::string::npos;
+    if (!waiting) {
+      EXPECT_NE(shared.find(line), std::string::npos) << "not in a region shared with main_epoll: " << line;
+    }
+  }
+}
 
 TEST(Sources, SectionsComeInTutorialOrder) {
   for (const char* file : {"main.cpp", "main_async.cpp"}) {
