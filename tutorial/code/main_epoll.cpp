@@ -1133,6 +1133,7 @@ struct Connection {
   Phase phase = Phase::Idle;
   bool answered = false;             // the response to the request under way is written
   bool close_after_sending = false;  // that response is the last one
+  bool linger_after_sending = false;  // and the client may still send something
   Buffers* buffers = nullptr;  // from the pool, while not Idle
   Input input;
   Writer writer;
@@ -1406,6 +1407,10 @@ class Worker {
     if (options_.log_requests) log_request(request, response.status);
     c.answered = true;
     c.close_after_sending = !keep_alive;
+    // A client that said "close" and was answered in full sends nothing more (RFC 9112 9.6):
+    // its connection closes at once, as nginx's do, without the linger's two system calls and
+    // its wait. Any other close lingers.
+    c.linger_after_sending = request.keep_alive || response.status >= Status::BadRequest || !c.input.buffered().empty();
     send(c);
   }
   // ANCHOR_END: serve
@@ -1431,7 +1436,7 @@ class Worker {
       deadlines_.set(c, c.assembly.deadline);
       return;
     }
-    if (c.close_after_sending) return linger_start(c);
+    if (c.close_after_sending) return c.linger_after_sending ? linger_start(c) : close(c);
     next_request(c);
   }
 
