@@ -10,7 +10,7 @@
 #                     (tests/soak.sh; SOAK_SERVERS=main_epoll for one, SOAK_ARGS=...)
 #   make soak-unreaped  the same on the broken design (threads nobody joins): must fail
 #   make tutorial     rewrite the tutorial's code blocks from the source (make test checks them)
-#   make fuzz         fuzz the HTTP layer of both servers, FUZZ_SECONDS each (needs clang++)
+#   make fuzz         fuzz the HTTP layer of each server, FUZZ_SECONDS each (needs clang++)
 #   make clean
 #
 # CXX=clang++ works too. OUT is where the servers go, BUILD where the tests go;
@@ -29,7 +29,8 @@ TEST_LIBS := -lgtest -lgtest_main -pthread
 
 SERVERS := $(OUT)/main $(OUT)/main_async
 # The event-loop step uses epoll, which only Linux has; elsewhere the first two still build.
-ifeq ($(shell uname -s),Linux)
+EPOLL := $(filter Linux,$(shell uname -s))
+ifneq ($(EPOLL),)
 SERVERS += $(OUT)/main_epoll
 else
 $(info main_epoll: skipped, the event-loop step needs Linux (epoll); main and main_async build as usual)
@@ -102,6 +103,12 @@ $(BUILD)/fuzz_replay_async: tests/fuzz_http.cpp main_async.cpp
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS) -DFUZZ_REPLAY_MAIN -o $@ tests/fuzz_http.cpp
 
+# The event loop's own target: the same corpus, read in its pieces and whole, must get the
+# same answers from main_epoll's request assembly.
+$(BUILD)/fuzz_replay_epoll: tests/fuzz_epoll.cpp tutorial/code/main_epoll.cpp
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXXFLAGS) -DFUZZ_REPLAY_MAIN -o $@ tests/fuzz_epoll.cpp
+
 # Counts heap allocations by interposing malloc, which a sanitizer's own allocator forbids,
 # so it is built (and run) only without SANITIZE.
 $(BUILD)/alloc_test: tests/alloc_test.cpp main_async.cpp tests/test_support.hpp
@@ -109,7 +116,8 @@ $(BUILD)/alloc_test: tests/alloc_test.cpp main_async.cpp tests/test_support.hpp
 	$(CXX) $(CXXFLAGS) -o $@ tests/alloc_test.cpp $(TEST_LIBS)
 
 TEST_BINARIES := $(if $(SANITIZE),,$(BUILD)/tutorial_code) $(BUILD)/unit_tests $(BUILD)/integration_tests $(BUILD)/stress_tests \
-	$(BUILD)/fuzz_replay_blocking $(BUILD)/fuzz_replay_async $(if $(SANITIZE),,$(BUILD)/alloc_test)
+	$(BUILD)/fuzz_replay_blocking $(BUILD)/fuzz_replay_async $(if $(EPOLL),$(BUILD)/fuzz_replay_epoll) \
+	$(if $(SANITIZE),,$(BUILD)/alloc_test)
 
 test: ensure-compiler ensure-gtest
 	@$(MAKE) --no-print-directory test-only
@@ -121,6 +129,7 @@ test-only: $(SERVERS) $(TEST_BINARIES)
 	$(if $(SANITIZE),,$(BUILD)/alloc_test --gtest_brief=1)
 	$(BUILD)/fuzz_replay_blocking tests/fuzz_corpus
 	$(BUILD)/fuzz_replay_async tests/fuzz_corpus
+	$(if $(EPOLL),$(BUILD)/fuzz_replay_epoll tests/fuzz_corpus)
 	SERVER_DIR=$(abspath $(OUT)) $(BUILD)/integration_tests --gtest_brief=1
 	SERVER_DIR=$(abspath $(OUT)) $(BUILD)/stress_tests --gtest_brief=1
 
@@ -173,9 +182,10 @@ soak-unreaped: ensure-compiler $(BUILD)/main_async_unreaped $(BUILD)/load_client
 	  echo "soak-unreaped: the broken design passed the soak: the soak no longer catches a leak" >&2; exit 1; \
 	else echo "soak-unreaped: failed, as the broken design must"; fi
 
-# ---- fuzz: the HTTP layer of both servers under libFuzzer ----
+# ---- fuzz: the HTTP layer of each server under libFuzzer ----
 
-# One target, tests/fuzz_http.cpp, built once per server file. Each run starts from
+# tests/fuzz_http.cpp, built once per server file, and main_epoll's tests/fuzz_epoll.cpp
+# (its own reading, in pieces and whole; saved as fuzz_http_epoll). Each run starts from
 # tests/fuzz_corpus and keeps what it finds new in build/fuzz/corpus_*; a crash is saved as
 # build/fuzz/<server>-crash-* (replay it: build/fuzz/fuzz_http_<server> FILE).
 FUZZ_CXX ?= clang++
@@ -183,7 +193,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_DIR := build/fuzz
 FUZZ_FLAGS := -std=c++20 -O1 -g -Wall -Wextra -Werror -pthread \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_TARGETS := $(FUZZ_DIR)/fuzz_http_blocking $(FUZZ_DIR)/fuzz_http_async
+FUZZ_SERVERS := blocking async $(if $(EPOLL),epoll)
+FUZZ_TARGETS := $(addprefix $(FUZZ_DIR)/fuzz_http_,$(FUZZ_SERVERS))
 
 $(FUZZ_DIR)/fuzz_http_blocking: tests/fuzz_http.cpp main.cpp
 	@mkdir -p $(FUZZ_DIR)
@@ -193,8 +204,12 @@ $(FUZZ_DIR)/fuzz_http_async: tests/fuzz_http.cpp main_async.cpp
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CXX) $(FUZZ_FLAGS) -o $@ tests/fuzz_http.cpp
 
+$(FUZZ_DIR)/fuzz_http_epoll: tests/fuzz_epoll.cpp tutorial/code/main_epoll.cpp
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -o $@ tests/fuzz_epoll.cpp
+
 fuzz: ensure-clang $(FUZZ_TARGETS)
-	@for server in blocking async; do \
+	@for server in $(FUZZ_SERVERS); do \
 	  mkdir -p $(FUZZ_DIR)/corpus_$$server; \
 	  echo "fuzzing the HTTP layer of $$server for $(FUZZ_SECONDS) s (log: $(FUZZ_DIR)/$$server.log)"; \
 	  $(FUZZ_DIR)/fuzz_http_$$server -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 \
