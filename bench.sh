@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # bench.sh: the wrk benchmark of this project's servers against Caddy and nginx, in one command.
-# `./bench.sh` is the reference run (~15 minutes), `--quick` a first look (~3 minutes), `--dry-run`
+# `./bench.sh` is the reference run (~20 minutes), `--quick` a first look (~4 minutes), `--dry-run`
 # the plan, `--help` every option.
 #
 # This file is the runner: it installs what is missing, builds, starts each server on its own
 # loopback port and runs wrk against them in turn, round after round, recording around every run
-# how busy the machine was. bench/wrk-report.lua makes wrk print each run's counts; bench/report.sh
-# turns what was measured into the report, a new bench/results/<date>-<host>.md for each run.
+# how busy the machine was, and during it the server's context switches and CPU time. The idle
+# scenario holds connections open with bench/idle_client.py instead and reads the server's memory.
+# bench/wrk-report.lua makes wrk print each run's counts; bench/report.sh turns what was measured
+# into the report, a new bench/results/<date>-<host>.md for each run.
 # It is not a general load tester: one URL, one response, loopback only.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -18,9 +20,19 @@ fi
 # ---- Configuration ----
 
 readonly BODY="Hello World!"
-readonly ALL_SCENARIOS="keep-alive,ladder,buffers,churn,scaling"
+readonly ALL_SCENARIOS="keep-alive,ladder,buffers,churn,scaling,idle"
 readonly SCALING_CONNECTIONS="10 100 1000"  # --big adds 10000
 readonly BIG_CONNECTIONS=10000
+readonly IDLE_CONNECTIONS=10000  # held open, silent, by bench/idle_client.py
+# Our servers close a keep-alive connection idle this long (their default, 5 s, is shorter than
+# opening 10 000 connections takes); nginx's keepalive_timeout and Caddy's idle timeout are longer.
+readonly IDLE_TIMEOUT_MS=60000
+readonly IDLE_SECONDS=40         # the client's limit for opening them all, well under IDLE_TIMEOUT_MS
+readonly IDLE_ROUND_SECONDS=6    # per server and round, for the duration estimate
+# Context switches and CPU time are counted over the middle of a keep-alive run, this share of it
+# left out at each end: see measure_server_window.
+readonly WINDOW_MARGIN_PERCENT=10
+readonly SETTLE_TRIES=25         # x 0.2 s: how long the last run's threads may take to end
 readonly READY_SECONDS=10        # how long a server may take to answer its first request
 readonly STOP_TRIES=50           # x 0.1 s: how long a server may take to exit on SIGTERM
 readonly SERVER_START_SECONDS=1  # per server, for the duration estimate
@@ -38,20 +50,26 @@ usage() {
   cat <<EOF
 usage: ./bench.sh [options]
 
-Builds the servers, runs wrk against main, main_async, Caddy and nginx, interleaved round by
-round, and reports each measure's median, min and max, and how busy the machine was around every
-run. The report goes to stdout and to a new file bench/results/<date>-<host>[-quick][-N].md,
-with charts when gnuplot is installed.
+Builds the servers, runs wrk against main, main_async, main_epoll, Caddy and nginx, interleaved
+round by round, and reports each measure's median, min and max, and how busy the machine was
+around every run. The report goes to stdout and to a new file
+bench/results/<date>-<host>[-quick][-N].md, with charts when gnuplot is installed.
 
 Scenarios (all run by default):
-  keep-alive  wrk -t4 -c100 -d10s --latency against every server (the tutorial's parameters)
+  keep-alive  wrk -t4 -c100 -d10s --latency against every server (the tutorial's parameters);
+              also each server's context switches and CPU time per request
   ladder      the tutorial's steps from the shipped binaries: main, then main_async with
               --no-keepalive --buffer-size 1024 --log-requests (thread group only), then
               --buffer-size 1024 --log-requests (+ keep-alive), then --log-requests (+ 4096-byte
-              buffers), then main_async (- logging); Caddy as the reference
+              buffers), then main_async (- logging), then main_epoll (event loops); Caddy as the
+              reference
   buffers     main_async with --buffer-size 1024, 4096 (as shipped) and 8192, no logging
   churn       a new connection per request (-H "Connection: close"), every server
-  scaling     -c 10, 100, 1000 (and 10000 with --big) against main_async, Caddy and nginx
+  scaling     -c 10, 100, 1000 (and 10000 with --big) against main_async, main_epoll, Caddy and
+              nginx; context switches and CPU time per request as in keep-alive
+  idle        $IDLE_CONNECTIONS idle keep-alive connections (one GET each, then silence) held open
+              by bench/idle_client.py against main_async, main_epoll, Caddy and nginx, each
+              started afresh per round: the server's memory (RSS) before and while they are held
 
 Options:
   -t, --threads N        wrk threads (default 4)
@@ -60,7 +78,7 @@ Options:
       --rounds R         rounds per scenario (default 3; --quick: 2)
       --warmup T         unmeasured wrk run before round 1, once per server and connection
                          count in each scenario (default 2s; --quick: 1s)
-      --quick            short runs of every scenario, about 3 minutes; the report is named
+      --quick            short runs of every scenario, about 4 minutes; the report is named
                          <date>-<host>-quick.md
       --big              add -c 10000 to the scaling scenario (raises ulimit -n)
       --pin              servers on the first half of the CPUs, wrk on the rest (taskset)
@@ -71,7 +89,7 @@ Options:
       --dry-run, --list  print the plan (servers, wrk commands, estimated time) and exit
   -h, --help             this help
 
-The full run (no options) takes about 15 minutes; --dry-run prints the estimate for any options.
+The full run (no options) takes about 20 minutes; --dry-run prints the estimate for any options.
 Missing wrk, caddy, nginx or curl are installed with apt-get (through sudo when not root), after
 saying so; on macOS it prints the brew command instead. A run that stops part-way (a server
 fails, Ctrl-C) still writes a report of what it measured, marked incomplete, and exits 1.
@@ -156,6 +174,7 @@ missing_packages() {
     command -v "$tool" >/dev/null 2>&1 || echo "$tool"
   done
   [ -n "$(nginx_binary)" ] || echo nginx
+  if [[ ,$scenarios, == *,idle,* ]] && ! command -v python3 >/dev/null 2>&1; then echo python3; fi
   if $pin && ! command -v taskset >/dev/null 2>&1; then echo util-linux; fi
 }
 
@@ -192,6 +211,7 @@ server_command() {
   case $id in
     main) printf '%s\n' ./main --port 0 ;;
     main_async) printf '%s\n' ./main_async --port 0 ;;
+    main_epoll) printf '%s\n' ./main_epoll --port 0 ;;
     caddy) printf '%s\n' caddy respond --listen 127.0.0.1:0 "$BODY" ;;
     nginx) printf '%s\n' "$(nginx_binary | grep . || echo nginx)" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" ;;
     # The ladder's steps and the buffer sizes: main_async with flags.
@@ -200,11 +220,14 @@ server_command() {
     step_buffers) printf '%s\n' ./main_async --port 0 --log-requests ;;
     buffer_1024) printf '%s\n' ./main_async --port 0 --buffer-size 1024 ;;
     buffer_8192) printf '%s\n' ./main_async --port 0 --buffer-size 8192 ;;
+    # The idle scenario: room for every connection, and none closed for being idle meanwhile.
+    idle_main_async | idle_main_epoll)
+      printf '%s\n' "./${id#idle_}" --port 0 --max-connections $((IDLE_CONNECTIONS + 1000)) --timeout-ms "$IDLE_TIMEOUT_MS" ;;
   esac
 }
 
 # The servers compared in keep-alive, churn and scaling, in the order they take turns.
-readonly COMPARED_SERVERS="main main_async caddy nginx"
+readonly COMPARED_SERVERS="main main_async main_epoll caddy nginx"
 
 server_label() {
   case $1 in caddy) echo Caddy ;; *) echo "$1" ;; esac
@@ -356,35 +379,112 @@ reset_peak_rss() {
   done
 }
 
-peak_rss_kb() {
-  local pid total=0 kb
+# A memory field of /proc/PID/status (kB), summed over the given processes: VmHWM, VmRSS.
+status_kb() {
+  local field=$1 pid total=0 kb
+  shift
   for pid in "$@"; do
-    kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+    kb=$(awk -v field="$field:" '$1 == field { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
     total=$((total + ${kb:-0}))
   done
   echo "$total"
 }
 
+# The scenarios whose runs also count the server's context switches and CPU time per request.
+counts_server_usage() {
+  case $1 in keep-alive | scaling) return 0 ;; *) return 1 ;; esac
+}
+
+# The server's context switches and CPU time over the middle of a wrk run that started at
+# START_NS: from WINDOW_MARGIN_PERCENT of the run after its start to as much before its end.
+# Switches are counted per thread, and a thread's count goes with it: main_async's threads end
+# with their connections, which wrk closes as it stops. In the middle of a keep-alive run every
+# connection is open. Prints: seconds, switches, CPU ticks, threads that ended in the window.
+measure_server_window() {
+  local start_ns=$1 seconds margin now_ns
+  shift
+  seconds=$(seconds_of "$duration")
+  margin=$(awk -v s="$seconds" -v p="$WINDOW_MARGIN_PERCENT" 'BEGIN { print s * p / 100 }')
+  sleep "$margin"
+  bench/load.sh threads "$@" >"$work_dir/threads-first"
+  now_ns=$(date +%s%N)
+  sleep "$(awk -v s="$seconds" -v m="$margin" -v start="$start_ns" -v now="$now_ns" \
+    'BEGIN { wait = s - m - (now - start) / 1e9; print (wait > 0 ? wait : 0) }')"
+  bench/load.sh threads "$@" >"$work_dir/threads-second"
+  # Each file: "TIME_NS TICKS", then "TID SWITCHES" per thread. A thread new in the window
+  # started there, from 0.
+  awk 'FNR == 1 { time[++file] = $1; ticks[file] = $2; next }
+    file == 1 { first[$1] = $2; next }
+    { switches += $2 - first[$1]; seen[$1] = 1 }
+    END {
+      for (tid in first) if (!(tid in seen)) ended++
+      printf "%.3f\t%d\t%d\t%d\n", (time[2] - time[1]) / 1e9, switches, ticks[2] - ticks[1], ended
+    }' "$work_dir/threads-first" "$work_dir/threads-second"
+}
+
+# The threads a server and its children have now.
+thread_count() {
+  local pid total=0
+  for pid in "$@"; do total=$((total + $(find "/proc/$pid/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l))); done
+  echo "$total"
+}
+
+# Waits (up to SETTLE_TRIES x 0.2 s) until the server's thread count holds still: the threads of
+# the last run's connections (main_async's) may still be ending, and would end in the next window.
+settle_threads() {
+  local count last=-1
+  for _ in $(seq 1 "$SETTLE_TRIES"); do
+    count=$(thread_count "$@")
+    [ "$count" != "$last" ] || return 0
+    last=$count
+    sleep 0.2
+  done
+}
+
+# Context switches and CPU microseconds per request from measure_server_window's line and wrk's
+# requests/s: the requests in the window are its length times wrk's rate over the whole run.
+per_request() {
+  local rps=$1 seconds switches ticks ended
+  IFS=$'\t' read -r seconds switches ticks ended <<<"$2"
+  awk -v rps="$rps" -v seconds="$seconds" -v switches="$switches" -v ticks="$ticks" -v ended="$ended" \
+    -v hz="$(getconf CLK_TCK)" 'BEGIN {
+      requests = rps * seconds
+      if (rps == "NA" || requests <= 0) { printf "NA\tNA\tNA\n"; exit }
+      printf "%.4f\t%.3f\t%d\n", switches / requests, ticks / hz * 1e6 / requests, ended }'
+}
+
 # One measured wrk run of one row. Appends a line to runs.tsv: scenario, row, round, server id,
 # connections, requests/s, p50 ms, p99 ms, socket errors (total, connect, read, write, timeout),
 # non-2xx, MB/s, peak RSS kB, then the machine: the 1-minute load average before and after, the
-# shares of CPU time that other programs and steal took (%), and whether that flags it busy.
+# shares of CPU time that other programs and steal took (%), and whether that flags it busy;
+# then, in keep-alive and scaling (else NA), the server's context switches and CPU microseconds
+# per request and how many of its threads ended during the window they were counted in.
 measure_row() {
   local scenario=$1 row=$2 round=$3 id=$4 conns=$5 mode=$6 short=$7
-  local wrk=() pids=() output="$work_dir/wrk-$scenario-$row-$round.txt" before after counts
+  local wrk=() pids=() output="$work_dir/wrk-$scenario-$row-$round.txt" before after counts wrk_pid
+  local window="" usage=$'NA\tNA\tNA' start_ns
   mapfile -t wrk < <(wrk_command "$conns" "$mode" "${SERVER_URL[$id]}" "$duration")
   mapfile -t pids < <(server_pids "${SERVER_PID[$id]}")
+  if counts_server_usage "$scenario"; then settle_threads "${pids[@]}"; fi
   reset_peak_rss "${pids[@]}"
   before=$(bench/load.sh snapshot "${pids[@]}")
-  "${wrk[@]}" >"$output" 2>&1 || true
+  start_ns=$(date +%s%N)
+  "${wrk[@]}" >"$output" 2>&1 &
+  wrk_pid=$! running_load=$!
+  if counts_server_usage "$scenario"; then window=$(measure_server_window "$start_ns" "${pids[@]}"); fi
+  wait "$wrk_pid" || true
+  running_load=""
   after=$(bench/load.sh snapshot "${pids[@]}")
   kill -0 "${SERVER_PID[$id]}" 2>/dev/null || server_failed "$id" "exited during the $scenario scenario"
   # From requests/s to MB/s, then wrk's own CPU ticks: bench/wrk-report.lua's line.
   counts=$(grep '^bench-result' "$output" | cut -f 2-) || counts=$'NA\tNA\tNA\t0\t0\t0\t0\t0\t0\tNA\t0'
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$row" "$round" "$id" "$conns" "${counts%$'\t'*}" \
-    "$(peak_rss_kb "${pids[@]}")" "$(bench/load.sh between "$before" "$after" "${counts##*$'\t'}")" >>"$work_dir/runs.tsv"
-  local rps p99 errors others steal busy
-  IFS=$'\t' read -r _ _ _ _ _ rps _ p99 errors _ _ _ _ _ _ _ _ _ others steal busy < <(tail -n 1 "$work_dir/runs.tsv")
+  [ -z "$window" ] || usage=$(per_request "${counts%%$'\t'*}" "$window")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$row" "$round" "$id" "$conns" "${counts%$'\t'*}" \
+    "$(status_kb VmHWM "${pids[@]}")" "$(bench/load.sh between "$before" "$after" "${counts##*$'\t'}")" "$usage" \
+    >>"$work_dir/runs.tsv"
+  local rps p99 errors others steal busy switches cpu
+  IFS=$'\t' read -r _ _ _ _ _ rps _ p99 errors _ _ _ _ _ _ _ _ _ others steal busy switches cpu _ \
+    < <(tail -n 1 "$work_dir/runs.tsv")
   if [ "$rps" = NA ]; then
     echo "bench.sh: wrk printed no result for $id; its output:" >&2
     cat "$output" >&2
@@ -394,9 +494,10 @@ measure_row() {
     printf -v p99 '%.2f' "$p99"
   fi
   # On stderr, e.g. "  churn  2/3  main_async  -c100  41234 req/s  p99 3.10 ms  socket errors 0  others 2.1%"
-  printf '  %-10s %s/%s  %-18s -c%-5s %8s req/s  p99 %s ms  socket errors %d  others %s%%%s%s\n' \
+  printf '  %-10s %s/%s  %-18s -c%-5s %8s req/s  p99 %s ms  socket errors %d  others %s%%%s%s%s\n' \
     "$scenario" "$round" "$rounds" "$short" "$conns" "$rps" "$p99" "$errors" "$others" \
-    "$([ "$steal" = 0.0 ] || echo "  steal $steal%")" "$([ "$busy" = no ] || echo "  BUSY")" >&2
+    "$([ "$steal" = 0.0 ] || echo "  steal $steal%")" "$([ "$busy" = no ] || echo "  BUSY")" \
+    "$([ "$switches" = NA ] || printf '  %.2f switches, %.1f us CPU per request' "$switches" "$cpu")" >&2
 }
 
 # The unmeasured run before round 1; also notes the row and its wrk command for the report.
@@ -438,6 +539,77 @@ run_scenario() {
   for id in "${ids[@]}"; do stop_server "$id"; done
 }
 
+# ---- The idle scenario ----
+#
+# wrk cannot hold a connection silent: bench/idle_client.py opens them, one GET each, and keeps
+# them open until bench.sh has read the server's memory. Each server starts afresh for each
+# round, so that what a round measures is what its connections cost, not what an earlier round
+# left in the allocator.
+
+idle_client_command() {
+  printf '%s\n' python3 bench/idle_client.py --port "$1" --connections "$2" --seconds "$IDLE_SECONDS"
+}
+
+# One round of one server. Appends a line to idle.tsv: row, round, server id, label, connections
+# wanted, held, failed, seconds to open them, RSS kB before and while they were held, and how
+# many were still open after that reading.
+measure_idle() {
+  local row=$1 round=$2 id=$3 conns=$4 label=$5 short=$6
+  local pids=() port command=() before held_kb go reply=() still=() deadline
+  local out="$work_dir/idle-$row-$round.out"
+  mapfile -t pids < <(server_pids "${SERVER_PID[$id]}")
+  port=${SERVER_URL[$id]%/} port=${port##*:}
+  mapfile -t command < <(idle_client_command "$port" "$conns")
+  [ "$round" -gt 1 ] || printf '%s\t%s  # %s\n' idle "$(shell_words "${command[@]}")" "${id#idle_}" >>"$work_dir/commands.tsv"
+  before=$(status_kb VmRSS "${pids[@]}")
+  rm -f "$work_dir/idle-go"
+  mkfifo "$work_dir/idle-go"
+  "${command[@]}" <"$work_dir/idle-go" >"$out" 2>"$out.stderr" &
+  running_load=$!
+  exec {go}>"$work_dir/idle-go"  # the client's stdin: it closes them when this closes
+  deadline=$((SECONDS + IDLE_SECONDS + 10))
+  until grep -q '^held' "$out" || ! kill -0 "$running_load" 2>/dev/null || [ "$SECONDS" -gt "$deadline" ]; do
+    sleep 0.1
+  done
+  read -r -a reply < <(grep '^held' "$out" || true)
+  held_kb=$(status_kb VmRSS "${pids[@]}")
+  exec {go}>&-
+  wait "$running_load" || true
+  running_load=""
+  read -r -a still < <(grep '^open' "$out" || true)
+  kill -0 "${SERVER_PID[$id]}" 2>/dev/null || server_failed "$id" "exited during the idle scenario"
+  if [ "${reply[0]-}" != held ]; then
+    cat "$out.stderr" >&2
+    fail "bench/idle_client.py gave no count against $id (its command: $(shell_words "${command[@]}"))"
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$row" "$round" "$id" "$label" "$conns" \
+    "${reply[1]}" "${reply[3]}" "${reply[5]}" "$before" "$held_kb" "${still[1]:-NA}" >>"$work_dir/idle.tsv"
+  # On stderr, e.g. "  idle       1/3  main_async  10000 held in 1.3 s  RSS 3.0 -> 169.4 MiB  10000 still open"
+  awk -v scenario=idle -v round="$round" -v rounds="$rounds" -v short="$short" -v held="${reply[1]}" \
+    -v seconds="${reply[5]}" -v before="$before" -v after="$held_kb" -v open="${still[1]:-n/a}" 'BEGIN {
+      printf "  %-10s %s/%s  %-18s %6d held in %s s  RSS %.1f -> %.1f MiB  %s still open\n",
+        scenario, round, rounds, short, held, seconds, before / 1024, after / 1024, open }' >&2
+}
+
+run_idle_scenario() {
+  local rows=() row round turn count id conns mode label short
+  mapfile -t rows < <(scenario_rows idle)
+  echo "== idle: ${#rows[@]} servers, each started afresh for each round" >&2
+  printf '%s\t%s\n' idle "$(scenario_title idle)" >>"$work_dir/scenarios.tsv"
+  nginx_connections=$((IDLE_CONNECTIONS + 1024))
+  count=${#rows[@]}
+  for round in $(seq 1 "$rounds"); do
+    for ((turn = 0; turn < count; turn++)); do
+      row=$(((turn + round - 1) % count))
+      IFS=$'\t' read -r id conns mode label short <<<"${rows[$row]}"
+      start_server "$id"
+      [ "$round" -gt 1 ] || printf '%s\t%s\t%s\n' idle "$id" "${SERVER_COMMAND[$id]}" >>"$work_dir/servers.tsv"
+      measure_idle "$row" "$round" "$id" "$conns" "$label" "$short"
+      stop_server "$id"
+    done
+  done
+}
+
 # ---- Scenarios ----
 #
 # scenario_rows prints one row per measured server, in the order they take turns:
@@ -461,6 +633,7 @@ scenario_rows() {
       row step_keepalive "$connections" keep-alive "3. + keep-alive" "3. keep-alive"
       row step_buffers "$connections" keep-alive "4. + 4096-byte buffers" "4. 4096 B buffers"
       row main_async "$connections" keep-alive "5. - logging (main_async)" "5. no logging"
+      row main_epoll "$connections" keep-alive "6. event loops (main_epoll)" "6. event loops"
       row caddy "$connections" keep-alive "Caddy (reference)" "Caddy"
       ;;
     buffers)
@@ -476,6 +649,11 @@ scenario_rows() {
         done
       done
       ;;
+    idle)
+      for id in idle_main_async idle_main_epoll caddy nginx; do
+        row "$id" "$IDLE_CONNECTIONS" idle "$(server_label "${id#idle_}")" "$(server_label "${id#idle_}")"
+      done
+      ;;
   esac
 }
 
@@ -486,6 +664,7 @@ scenario_title() {
     buffers) echo "Buffer sizes: main_async with 1024, 4096 and 8192-byte buffers" ;;
     churn) echo "Churn: a new connection per request (Connection: close)" ;;
     scaling) echo "Scaling: connections $(scaling_levels | sed 's/ /, /g')" ;;
+    idle) echo "Idle: memory with $IDLE_CONNECTIONS idle keep-alive connections held open" ;;
   esac
 }
 
@@ -514,15 +693,23 @@ plural() {
 # ---- The plan ----
 
 describe_estimate() {
-  local scenario row_total=0 servers=0 seconds
+  local scenario row_total=0 servers=0 idle_rows=0 seconds
   for scenario in $(selected_scenarios); do
+    if [ "$scenario" = idle ]; then
+      idle_rows=$(scenario_rows idle | wc -l)
+      continue
+    fi
     row_total=$((row_total + $(scenario_rows "$scenario" | wc -l)))
     servers=$((servers + $(scenario_rows "$scenario" | cut -f1 | sort -u | wc -l)))
   done
   seconds=$((row_total * (rounds * $(seconds_of "$duration") + $(seconds_of "$warmup")) \
-    + servers * SERVER_START_SECONDS + 2 * QUIET_CHECK_SECONDS))
-  echo "$row_total server rows x ($rounds $(plural "$rounds" round) x $duration + $warmup warm-up)," \
-    "about $((seconds / 60)) min $((seconds % 60)) s"
+    + servers * SERVER_START_SECONDS + idle_rows * rounds * IDLE_ROUND_SECONDS + 2 * QUIET_CHECK_SECONDS))
+  local plan=""
+  [ "$row_total" -eq 0 ] ||
+    plan="$row_total server rows x ($rounds $(plural "$rounds" round) x $duration + $warmup warm-up)"
+  [ "$idle_rows" -eq 0 ] ||
+    plan+="${plan:+ + }$idle_rows idle rows x $rounds $(plural "$rounds" round) x ~${IDLE_ROUND_SECONDS}s"
+  echo "$plan, about $((seconds / 60)) min $((seconds % 60)) s"
 }
 
 # --pin: the first half of the online CPUs for the servers, the rest for wrk.
@@ -543,6 +730,7 @@ print_plan() {
   echo
   for scenario in $(selected_scenarios); do
     echo "## $(scenario_title "$scenario")"
+    if [ "$scenario" = idle ]; then print_idle_plan; continue; fi
     echo "servers, started for the scenario and kept running through its $rounds $(plural "$rounds" round):"
     while IFS= read -r id; do
       mapfile -t command < <(server_command "$id" DIR)
@@ -558,6 +746,19 @@ print_plan() {
   [ -n "$(nginx_binary)" ] || echo "nginx is not installed yet: the real run installs it, as it does wrk and caddy."
 }
 
+print_idle_plan() {
+  local id command=()
+  echo "round 1 in this order, each later round starting one row later; each server started for its"
+  echo "turn, its RSS read before and while the client holds the connections, then stopped:"
+  while IFS= read -r id; do
+    mapfile -t command < <(server_command "$id" DIR)
+    echo "  $(shell_words "${server_cpus[@]}" "${command[@]}")"
+    mapfile -t command < <(idle_client_command "PORT_OF_$id" "$IDLE_CONNECTIONS")
+    echo "    $(shell_words "${command[@]}")"
+  done < <(scenario_rows idle | cut -f1)
+  echo
+}
+
 # Each connection is a descriptor in wrk and in the server; at -c1000 the usual 1024 is too few.
 raise_open_files_limit() {
   local wanted soft
@@ -571,20 +772,22 @@ raise_open_files_limit() {
 
 # ---- main ----
 
-work_dir="" nginx_connections=1024 completed=false
+work_dir="" nginx_connections=1024 completed=false running_load=""
 server_cpus=() wrk_cpus=()
 
 # However the run ends, what it measured becomes a report; one that did not finish says so.
 finish() {
   local status=$?
   trap - EXIT
+  # A background wrk or idle client ignores Ctrl-C (bash starts it so): stop it before the servers.
+  if [ -n "$running_load" ]; then kill "$running_load" 2>/dev/null || true; fi
   stop_all_servers
   [ -n "$work_dir" ] || exit "$status"
   if ! $completed; then
     [ -s "$work_dir/failure" ] || echo "stopped with exit status $status" >"$work_dir/failure"
     [ "$status" -ne 0 ] || status=1
   fi
-  if [ -s "$work_dir/runs.tsv" ]; then
+  if [ -s "$work_dir/runs.tsv" ] || [ -s "$work_dir/idle.tsv" ]; then
     printf 'ended\t%s\n' "$(date +%s)" >>"$work_dir/meta.tsv"
     if ! bench/report.sh "$work_dir" "$out_dir" "$($quick && echo quick)"; then
       echo "bench.sh: writing the report failed; the measurements are kept in $work_dir" >&2
@@ -608,15 +811,18 @@ main() {
   trap finish EXIT
   trap 'echo "interrupted (Ctrl-C)" >>"$work_dir/failure"; exit 130' INT
   trap 'echo "terminated (SIGTERM)" >>"$work_dir/failure"; exit 143' TERM
-  touch "$work_dir"/{rows,runs,servers,commands,scenarios}.tsv
+  touch "$work_dir"/{rows,runs,servers,commands,scenarios,idle}.tsv
   nginx_config DIR PORT CONNECTIONS | sed '/^#/d' >"$work_dir/nginx.conf.sample"
   printf '%s\t%s\n' invocation "$invocation" started "$(date +%s)" duration "$duration" rounds "$rounds" \
     warmup "$warmup" busy_percent "$BUSY_PERCENT" quiet_seconds "$QUIET_CHECK_SECONDS" \
-    pin_servers "${server_cpus[*]:2}" pin_wrk "${wrk_cpus[*]:2}" >"$work_dir/meta.tsv"
+    pin_servers "${server_cpus[*]:2}" pin_wrk "${wrk_cpus[*]:2}" window_margin_percent "$WINDOW_MARGIN_PERCENT" \
+    >"$work_dir/meta.tsv"
   raise_open_files_limit
   echo "bench.sh: $(describe_estimate)" >&2
   check_quiet quiet_before
-  for scenario in $(selected_scenarios); do run_scenario "$scenario"; done
+  for scenario in $(selected_scenarios); do
+    if [ "$scenario" = idle ]; then run_idle_scenario; else run_scenario "$scenario"; fi
+  done
   check_quiet quiet_after
   completed=true
 }

@@ -35,7 +35,7 @@ if (kind eq "scenarios") {
   set title "wrk: the tutorial's steps, requests/s"
   set style data boxes
   set boxwidth 0.6
-  set xtics noenhanced
+  set xtics noenhanced font ",10"  # seven steps' labels side by side
   set key inside top left
   plot data using 0:2:xtic(1) with boxes lc rgb "#4472c4" title "median", \
        rounds using 1:2 with points pt 7 ps 0.7 lc rgb "black" title "one round", \

@@ -3,6 +3,7 @@
 #
 #   bench/load.sh snapshot [PID...]          one line: total busy steal load ours
 #   bench/load.sh between BEFORE AFTER EXTRA one line: load-before load-after others% steal% busy
+#   bench/load.sh threads PID...             "TIME_NS TICKS", then "TID SWITCHES" per thread
 #
 # A snapshot holds the CPU time of all CPUs from /proc/stat (all of it, the busy part, and the
 # part the hypervisor stole for other virtual machines), the 1-minute load average, and the CPU
@@ -13,10 +14,15 @@
 # The server and wrk can keep every CPU busy, so whatever else ran took its time from them: the
 # run is "busy" (yes/no) when others and steal together reach BUSY_PERCENT (default 10). A window
 # shorter than 0.1 s (wrk failed at once) is too short to tell: NA.
+#
+# threads is what the given processes (a server and its children) have used so far: the time,
+# their CPU time (all their threads, also those that ended), and each live thread's context
+# switches, voluntary + nonvoluntary (the kernel keeps those per thread, so an ended thread's
+# are gone). A process or thread that ends while it is read is left out.
 set -euo pipefail
 
 usage() {
-  echo "usage: bench/load.sh snapshot [PID...] | between BEFORE AFTER EXTRA_TICKS" >&2
+  echo "usage: bench/load.sh snapshot [PID...] | between BEFORE AFTER EXTRA_TICKS | threads PID..." >&2
   exit 2
 }
 
@@ -51,8 +57,27 @@ between() {
     $((others / 10)) $((others % 10)) $((stolen / 10)) $((stolen % 10)) "$busy"
 }
 
+threads() {
+  local start pid stat fields ticks=0 files=()
+  start=$(date +%s%N)
+  for pid in "$@"; do
+    { read -r stat <"/proc/$pid/stat"; } 2>/dev/null || continue
+    read -r -a fields <<<"${stat##*) }"
+    ticks=$((ticks + fields[11] + fields[12]))
+    files+=("/proc/$pid/task/"*/status)
+  done
+  echo "$(((start + $(date +%s%N)) / 2)) $ticks"  # the middle of the time it took to read
+  [ "${#files[@]}" -gt 0 ] || return 0
+  # In a thread's own status file, Pid: is the thread's id.
+  cat "${files[@]}" 2>/dev/null | awk '
+    $1 == "Pid:" { tid = $2 }
+    $1 == "voluntary_ctxt_switches:" || $1 == "nonvoluntary_ctxt_switches:" { switches[tid] += $2 }
+    END { for (tid in switches) print tid, switches[tid] }' || true
+}
+
 case ${1-} in
   snapshot) shift; snapshot "$@" ;;
+  threads) shift; threads "$@" ;;
   between) [ "$#" -eq 4 ] || usage; between "$2" "$3" "$4" ;;
   *) usage ;;
 esac

@@ -10,6 +10,7 @@
 #   meta.tsv       key, value: the invocation, start and end times, the quiet checks, notes
 #   scenarios.tsv  each scenario that started, with its title
 #   rows.tsv       each row of a scenario (see bench/summarise.awk), runs.tsv each measured run
+#   idle.tsv       each round of each server in the idle scenario (see bench.sh's measure_idle)
 #   servers.tsv, commands.tsv, nginx.conf.sample: the commands as run, for the report
 #   failure        why the run stopped, when it did not finish
 # It runs on the machine that was measured, right after the run, and asks it for the versions.
@@ -100,7 +101,9 @@ load_summary() {
   local runs busy
   runs=$(run_count) busy=$(busy_count)
   quiet_text "Before the first server started" quiet_before
-  if [ "$busy" -eq 0 ]; then
+  if [ "$runs" -eq 0 ]; then
+    echo "- No wrk run was measured."
+  elif [ "$busy" -eq 0 ]; then
     awk -F '\t' -v cpus="$(nproc)" '{ if ($19 + $20 > most) most = $19 + $20 } END {
       printf "- During the runs: none of the %d was flagged busy; other programs and steal took at most\n", NR
       printf "  %.2f of the %d CPUs during any of them.\n", most * cpus / 100, cpus }' "$work_dir/runs.tsv"
@@ -136,19 +139,91 @@ seed_table() {
 # ---- The tables ----
 
 scenario_table() {
-  awk -F '\t' -v scenario="$1" "$FORMATS"'
+  local usage=0
+  [[ $1 != keep-alive && $1 != scaling ]] || usage=1
+  awk -F '\t' -v scenario="$1" -v usage="$usage" "$FORMATS"'
     BEGIN {
       connections = scenario == "scaling"
-      printf "| %s |%s Requests/s (min–max) | vs Caddy (per round) | p50 ms | p99 ms | Socket errors | Non-2xx | Peak RSS | Busy runs |\n",
-        scenario == "ladder" ? "Step" : "Server", connections ? " Connections |" : ""
-      printf "| --- |%s ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n", connections ? " ---: |" : ""
+      printf "| %s |%s Requests/s (min–max) | vs Caddy (per round) | p50 ms | p99 ms | Socket errors | Non-2xx | Peak RSS |%s Busy runs |\n",
+        scenario == "ladder" ? "Step" : "Server", connections ? " Connections |" : "",
+        usage ? " Context switches per request | CPU µs per request |" : ""
+      printf "| --- |%s ---: | ---: | ---: | ---: | ---: | ---: | ---: |%s ---: |\n", connections ? " ---: |" : "",
+        usage ? " ---: | ---: |" : ""
     }
     $1 == scenario {
-      printf "| %s |%s %s | %s | %s | %s | %s | %s | %s | %s of %d |\n", $6,
+      printf "| %s |%s %s | %s | %s | %s | %s | %s | %s |%s %s of %d |\n", $6,
         connections ? " " thousands($4) " |" : "", spread($9, $10, $11), $3 == "caddy" ? "1.00x" : spread($12, $13, $14, "%.2fx"),
         spread($15, $16, $17, "%.2f"), spread($18, $19, $20, "%.2f"), thousands($21), thousands($22),
-        mebibytes($24), $25, $8
+        mebibytes($24), usage ? " " spread($26, $27, $28, "%.2f") ($32 > 0 ? " ‡" : "") " | " spread($29, $30, $31, "%.1f") " |" : "",
+        $25, $8
     }' "$work_dir/summary.tsv"
+  if [ "$usage" = 1 ] && awk -F '\t' -v scenario="$1" '$1 == scenario && $32 > 0 { found = 1 } END { exit !found }' \
+    "$work_dir/summary.tsv"; then
+    echo
+    echo "‡ Some of the server's threads ended while its switches were counted, and took their counts"
+    echo "with them: the figure is a lower bound (\"Threads ended\" in \"Every run\")."
+  fi
+  return 0
+}
+
+# The idle scenario: per server, medians over the rounds (lowest and highest in brackets).
+idle_table() {
+  echo "| Server | Connections held (lowest round) | RSS before, MiB | RSS while held, MiB | Growth, MiB | Growth per connection, KiB | Still open after the reading (lowest round) | Seconds to open them |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  awk -F '\t' "$FORMATS"'
+    function sorted(list, values,   n, i, j, swap) {
+      n = split(list, values, " ")
+      for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && values[j - 1] + 0 > values[j] + 0; j--) { swap = values[j]; values[j] = values[j - 1]; values[j - 1] = swap }
+      return n
+    }
+    function median(list,   values, n) { n = sorted(list, values); return n % 2 ? values[(n + 1) / 2] : (values[n / 2] + values[n / 2 + 1]) / 2 }
+    function low(list,   values) { sorted(list, values); return values[1] }
+    function high(list,   values, n) { n = sorted(list, values); return values[n] }
+    function mib(list) { return spread(median(list) / 1024, low(list) / 1024, high(list) / 1024, "%.1f") }
+    !($3 in label) { order[++servers] = $3; label[$3] = $4; least_held[$3] = $6; least_open[$3] = $11 }
+    {
+      before[$3] = before[$3] " " $9; after[$3] = after[$3] " " $10; growth[$3] = growth[$3] " " ($10 - $9)
+      if ($6 > 0) per[$3] = per[$3] " " ($10 - $9) / $6
+      seconds[$3] = seconds[$3] " " $8
+      if ($6 < least_held[$3]) least_held[$3] = $6
+      if ($11 == "NA" || $11 < least_open[$3]) least_open[$3] = $11
+      wanted[$3] = $5
+    }
+    END {
+      for (i = 1; i <= servers; i++) {
+        r = order[i]
+        printf "| %s | %s of %s | %s | %s | %s | %s | %s | %s |\n", label[r], thousands(least_held[r]), thousands(wanted[r]),
+          mib(before[r]), mib(after[r]), mib(growth[r]),
+          per[r] == "" ? "n/a" : spread(median(per[r]), low(per[r]), high(per[r]), "%.1f"),
+          thousands(least_open[r]), spread(median(seconds[r]), low(seconds[r]), high(seconds[r]), "%.1f")
+      }
+    }' "$work_dir/idle.tsv"
+}
+
+idle_text() {
+  cat <<EOF
+Each server is started afresh for each round, answers bench.sh's one readiness request, and has its
+resident memory (VmRSS, summed over its processes) read. Then \`bench/idle_client.py\` opens the
+connections, at most 100 at a time still waiting for their answer; each sends one GET, reads the
+response and falls silent. Once all are answered the memory is read again, and the client looks
+whether the server has closed any of them meanwhile ("still open") before it closes them all.
+"Growth" is the second reading less the first; "per connection" divides it by the connections held.
+main_async and main_epoll run with \`--max-connections\` above the count and a \`--timeout-ms\`
+long enough not to close an idle connection during the round (their commands are above); nginx
+keeps idle connections 75 s (\`keepalive_timeout\`), Caddy 5 minutes (its default idle timeout).
+For nginx the sum counts its master and its workers, each with its own copy of the pages they share.
+RSS is the server's own memory: the kernel's socket buffers for the connections are not in it.
+
+EOF
+}
+
+# Every round of the idle scenario.
+every_idle_round_table() {
+  echo "| Server | Round | Held | Failed | Seconds to open | RSS before kB | RSS while held kB | Still open |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  awk -F '\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $4, $2, $6, $7, $8, $9, $10, $11 }' \
+    "$work_dir/idle.tsv"
 }
 
 ladder_text() {
@@ -160,19 +235,23 @@ Each row is a step of the tutorial, rebuilt from the shipped binaries by flags:
 3. `./main_async --buffer-size 1024 --log-requests`: adds the keep-alive loop.
 4. `./main_async --log-requests`: 4096-byte buffers instead of 1024.
 5. `./main_async`: no per-request logging. This is main_async as shipped.
+6. `./main_epoll`: one epoll event loop per worker thread (a worker per CPU) instead of a thread
+   per connection.
 
 EOF
 }
 
 # Every measured run, for whoever wants to check a median or a flag.
 every_run_table() {
-  echo "| Scenario | Server | Connections | Round | Requests/s | p50 ms | p99 ms | Socket errors (connect/read/write/timeout) | Non-2xx | MB/s | Peak RSS kB | Load before → after | Others % | Steal % | Busy |"
-  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | --- |"
+  [ -s "$work_dir/runs.tsv" ] || return 0
+  echo "| Scenario | Server | Connections | Round | Requests/s | p50 ms | p99 ms | Socket errors (connect/read/write/timeout) | Non-2xx | MB/s | Peak RSS kB | Load before → after | Others % | Steal % | Busy | Switches per request | CPU µs per request | Threads ended |"
+  echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: |"
   awk -F '\t' '
-    function fixed(n) { return n == "NA" ? "n/a" : sprintf("%.2f", n) }
-    { printf "| %s | %s | %s | %s | %s | %s | %s | %d (%d/%d/%d/%d) | %d | %s | %s | %s → %s | %s | %s | %s |\n",
+    function fixed(n, format) { return n == "NA" || n == "" ? "n/a" : sprintf(format == "" ? "%.2f" : format, n) }
+    { printf "| %s | %s | %s | %s | %s | %s | %s | %d (%d/%d/%d/%d) | %d | %s | %s | %s → %s | %s | %s | %s | %s | %s | %s |\n",
         $1, $4, $5, $3, $6 == "NA" ? "failed" : sprintf("%.0f", $6), fixed($7), fixed($8),
-        $9, $10, $11, $12, $13, $14, fixed($15), $16, $17, $18, $19, $20, $21 == "yes" ? "BUSY" : "" }' "$work_dir/runs.tsv"
+        $9, $10, $11, $12, $13, $14, fixed($15), $16, $17, $18, $19, $20, $21 == "yes" ? "BUSY" : "",
+        fixed($22), fixed($23, "%.1f"), fixed($24, "%d") }' "$work_dir/runs.tsv"
 }
 
 # ---- The machine and the method ----
@@ -204,7 +283,7 @@ cpu_count() {
 source_version() {
   local commit changed
   commit=$(git rev-parse --short HEAD 2>/dev/null) || { echo "not a git checkout"; return; }
-  changed=$(git status --porcelain -- main.cpp main_async.cpp Makefile | awk '{ print $2 }' | tr '\n' ' ')
+  changed=$(git status --porcelain -- main.cpp main_async.cpp tutorial/code/main_epoll.cpp Makefile | awk '{ print $2 }' | tr '\n' ' ')
   echo "$commit${changed:+ with uncommitted changes to ${changed% }}"
 }
 
@@ -249,6 +328,17 @@ and highest of that ratio taken round by round (a range above 1.00x: ahead of Ca
   not from its text: requests/s, the p50 and p99 latencies (in milliseconds), errors, bytes.
 - Socket errors are wrk's connect + read + write + timeout errors (a request slower than wrk's
   2 s timeout counts as a timeout), summed over the rounds; the last table breaks them down per run.
+- Context switches and CPU time per request (keep-alive and scaling): bench.sh reads the server's
+  threads' \`voluntary_ctxt_switches\` + \`nonvoluntary_ctxt_switches\` from
+  \`/proc/PID/task/*/status\` and its CPU time (user + system, all threads) from \`/proc/PID/stat\`,
+  for the server and its children (nginx's workers), twice during each run: ${meta[window_margin_percent]:-10}% of the run
+  after wrk starts and ${meta[window_margin_percent]:-10}% before it ends. Not before and after the run, because the kernel
+  keeps switches per thread and a thread's go with it: main_async's threads end with their
+  connections, which wrk closes as it stops; in the middle of a keep-alive run every connection is
+  open. The differences are divided by the requests in that window, wrk's requests/s over the whole
+  run times the window's length. "Threads ended" in "Every run" counts the threads that ended
+  within the window anyway; where it is not 0, that run's switches are a lower bound. The CPU time
+  is the server's only, in microseconds; wrk's is not in it.
 - Peak RSS is the server's resident memory high-water mark during a measured run, the highest of
   its rounds: before each run the mark is reset (\`echo 5 > /proc/PID/clear_refs\`), after it
   \`VmHWM\` is read from \`/proc/PID/status\`. For nginx it is the sum over the master and its
@@ -263,11 +353,13 @@ and highest of that ratio taken round by round (a range above 1.00x: ahead of Ca
   the runs it is high whatever else runs; it tells a busy machine only before the first run.
 - A busy machine moves the ratios, not only requests/s: the scheduler shares a CPU per runnable
   thread, so a server with many (main_async, one per busy connection) loses less of its time to a
-  neighbour than one with few (Caddy's, nginx's two workers, main's one): on a busy machine
-  main_async's ratios rise. The "Others %" column of "Every run" shows it, row by row.
+  neighbour than one with few (Caddy's, nginx's two workers, main_epoll's one per CPU, main's
+  one): on a busy machine main_async's ratios rise. The "Others %" column of "Every run" shows
+  it, row by row.
 - Servers that log each request (main, and main_async with --log-requests) write that log to
   /dev/null: the cost measured is formatting the line and the write(2), not a terminal or a disk.
-- main_async runs with its defaults (4096-byte buffers, --max-connections 10000). Caddy is
+- main_async runs with its defaults (4096-byte buffers, --max-connections 10000), and so does
+  main_epoll (a worker thread per online CPU), outside the idle scenario. Caddy is
   \`caddy respond\` with its defaults. nginx runs with \`worker_processes auto\`, \`access_log off\`
   and \`worker_connections\` sized to the scenario (its configuration is above), otherwise with its
   defaults: among them, it closes a keep-alive connection after 1000 requests.
@@ -426,8 +518,11 @@ write_report() {
     echo
     echo "## $title"
     echo
-    [ "$scenario" != ladder ] || ladder_text
-    scenario_table "$scenario"
+    case $scenario in
+      idle) idle_text; idle_table ;;
+      ladder) ladder_text; scenario_table "$scenario" ;;
+      *) scenario_table "$scenario" ;;
+    esac
   done <"$work_dir/scenarios.tsv"
   echo
   echo "## Charts"
@@ -436,6 +531,12 @@ write_report() {
   echo "## Every run"
   echo
   every_run_table
+  if [ -s "$work_dir/idle.tsv" ]; then
+    echo
+    echo "Every round of the idle scenario:"
+    echo
+    every_idle_round_table
+  fi
 }
 
 main() {

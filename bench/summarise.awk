@@ -5,13 +5,16 @@
 # rows.tsv, one line per row: scenario, row, server id, connections, mode, label, short label.
 # runs.tsv, one line per measured run (bench.sh's measure_row): scenario, row, round, server id,
 # connections, requests/s, p50 ms, p99 ms, socket errors, connect, read, write, timeout, non-2xx,
-# MB/s, peak RSS kB, load before, load after, others %, steal %, busy (yes/no).
+# MB/s, peak RSS kB, load before, load after, others %, steal %, busy (yes/no), context switches
+# per request, server CPU microseconds per request, threads that ended while those were counted
+# (the last three NA where the scenario does not count them).
 #
 # Out, per row: its seven fields from rows.tsv, then the runs measured; requests/s median, min,
 # max; "vs Caddy" (the median over Caddy's median in the same scenario at the same connections),
 # with the min and max of the same ratio taken round by round; p50 and p99 median, min, max;
 # socket errors and non-2xx summed over the rounds; median MB/s; the highest peak RSS; the number
-# of runs flagged busy. "NA" wherever there was nothing to take it from.
+# of runs flagged busy; context switches and CPU microseconds per request, median, min, max; the
+# threads that ended while they were counted, summed. "NA" wherever there was nothing to take it from.
 
 function sort_numbers(list, values,   n, i, j, swap) {
   n = split(list, values, " ")
@@ -49,6 +52,7 @@ FILENAME ~ /rows\.tsv$/ { key = $1 SUBSEP $2; order[++rows] = key; row[key] = $0
   rps[key] = rps[key] " " $6; p50[key] = p50[key] " " $7; p99[key] = p99[key] " " $8
   errors[key] = errors[key] " " $9; non2xx[key] = non2xx[key] " " $14; mbps[key] = mbps[key] " " $15
   if ($16 != "NA") rss[key] = rss[key] " " $16
+  if ($22 != "NA" && $22 != "") { switches[key] = switches[key] " " $22; cpu[key] = cpu[key] " " $23; ended[key] = ended[key] " " $24 }
   round_rps[key, $3] = $6
   if ($4 == "caddy") caddy_round[$1, $5, $3] = $6
 }
@@ -74,6 +78,8 @@ END {
       ratio(median_rps[key], reference), smallest(rounds_ratio), largest(rounds_ratio),
       median(p50[key]), smallest(p50[key]), largest(p50[key]),
       median(p99[key]), smallest(p99[key]), largest(p99[key]),
-      sum(errors[key]), sum(non2xx[key]), median(mbps[key]), largest(rss[key]), busy[key] + 0
+      sum(errors[key]), sum(non2xx[key]), median(mbps[key]), largest(rss[key]), busy[key] + 0,
+      median(switches[key]), smallest(switches[key]), largest(switches[key]),
+      median(cpu[key]), smallest(cpu[key]), largest(cpu[key]), sum(ended[key])
   }
 }
