@@ -36,7 +36,7 @@ else
 $(info main_epoll: skipped, the event-loop step needs Linux (epoll); main and main_async build as usual)
 endif
 UNIT_TESTS := tests/http_blocking_test.cpp tests/http_async_test.cpp tests/source_test.cpp \
-	tests/tutorial_code_test.cpp
+	tests/tutorial_code_test.cpp $(if $(EPOLL),tests/http_epoll_test.cpp)
 UNIT_DEPS := main.cpp main_async.cpp tutorial/code/main_epoll.cpp tests/http_rules.inc tests/tutorial_code.cpp
 INTEGRATION_TESTS := tests/integration_test.cpp
 STRESS_TESTS := tests/stress_test.cpp
@@ -115,9 +115,13 @@ $(BUILD)/alloc_test: tests/alloc_test.cpp main_async.cpp tests/test_support.hpp
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS) -o $@ tests/alloc_test.cpp $(TEST_LIBS)
 
+$(BUILD)/alloc_test_epoll: tests/alloc_test.cpp tutorial/code/main_epoll.cpp tests/test_support.hpp
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXXFLAGS) -DALLOC_EPOLL -o $@ tests/alloc_test.cpp $(TEST_LIBS)
+
 TEST_BINARIES := $(if $(SANITIZE),,$(BUILD)/tutorial_code) $(BUILD)/unit_tests $(BUILD)/integration_tests $(BUILD)/stress_tests \
 	$(BUILD)/fuzz_replay_blocking $(BUILD)/fuzz_replay_async $(if $(EPOLL),$(BUILD)/fuzz_replay_epoll) \
-	$(if $(SANITIZE),,$(BUILD)/alloc_test)
+	$(if $(SANITIZE),,$(BUILD)/alloc_test $(if $(EPOLL),$(BUILD)/alloc_test_epoll))
 
 test: ensure-compiler ensure-gtest
 	@$(MAKE) --no-print-directory test-only
@@ -127,6 +131,7 @@ test-only: $(SERVERS) $(TEST_BINARIES)
 	$(if $(SANITIZE),,$(BUILD)/tutorial_code --check $(CHAPTERS))
 	$(BUILD)/unit_tests --gtest_brief=1
 	$(if $(SANITIZE),,$(BUILD)/alloc_test --gtest_brief=1)
+	$(if $(SANITIZE),,$(if $(EPOLL),$(BUILD)/alloc_test_epoll --gtest_brief=1))
 	$(BUILD)/fuzz_replay_blocking tests/fuzz_corpus
 	$(BUILD)/fuzz_replay_async tests/fuzz_corpus
 	$(if $(EPOLL),$(BUILD)/fuzz_replay_epoll tests/fuzz_corpus)
