@@ -1,9 +1,10 @@
-# Two HTTP/1.1 servers, their tests, and the tools around them.
+# Three HTTP/1.1 servers, their tests, and the tools around them.
 #
 #   make              build ./main (blocking), ./main_async (thread group) and, on Linux,
 #                     ./main_epoll (event loop, from tutorial/code/main_epoll.cpp)
 #   make run          build and start main_async on 127.0.0.1:8000 (another port: make run PORT=8001)
 #   make run-blocking build and start main on 127.0.0.1:8000 (PORT=... too)
+#   make run-epoll    build and start main_epoll on 127.0.0.1:8000 (PORT=... too; Linux)
 #   make test         install GoogleTest if missing, build and run every test
 #   make check        the tests again under ASan+UBSan, then under TSan
 #   make soak         is memory flat after 100 000 connections, in main_async and main_epoll?
@@ -41,7 +42,7 @@ UNIT_DEPS := main.cpp main_async.cpp tutorial/code/main_epoll.cpp tests/http_rul
 INTEGRATION_TESTS := tests/integration_test.cpp
 STRESS_TESTS := tests/stress_test.cpp
 
-.PHONY: all run run-blocking tutorial test test-only check soak soak-unreaped fuzz clean ensure-compiler ensure-clang ensure-gtest
+.PHONY: all run run-blocking run-epoll tutorial test test-only check soak soak-unreaped fuzz clean ensure-compiler ensure-clang ensure-gtest
 .DEFAULT_GOAL := all
 
 all: ensure-compiler $(SERVERS)
@@ -63,6 +64,9 @@ run: all
 
 run-blocking: all
 	./main --host 127.0.0.1 --port $(PORT)
+
+run-epoll: all
+	./main_epoll --host 127.0.0.1 --port $(PORT)
 
 # ---- the tutorial ----
 

@@ -1172,6 +1172,20 @@ class Deadlines {
   Connection* first_ = nullptr;
   Connection* last_ = nullptr;
 };
+
+// Closed connections, kept for the next ones. A closed connection is in no deadline list, so
+// its `later` link is free to chain them.
+class Connections {
+ public:
+  void push(Connection* c) { c->later = std::exchange(top_, c); }
+  Connection* pop() { return top_ != nullptr ? std::exchange(top_, top_->later) : nullptr; }
+  void append(Connections& other) {
+    while (Connection* c = other.pop()) push(c);
+  }
+
+ private:
+  Connection* top_ = nullptr;
+};
 // ANCHOR_END: deadlines
 
 // ANCHOR: log_request
@@ -1205,10 +1219,13 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
   ~Worker() {
-    for (Connection* c : connections_) {
+    while (Connection* c = deadlines_.first()) {  // open: the shutdown deadline passed
+      deadlines_.remove(*c);
       release_buffers(*c);
       delete c;
     }
+    free_.append(closed_);
+    while (Connection* c = free_.pop()) delete c;
   }
 
   // ANCHOR: worker_run
@@ -1244,8 +1261,7 @@ class Worker {
       expire_deadlines();
       // Closed connections' structs are reused only now: an event later in this batch may
       // still have named one.
-      for (Connection* c : closed_) free_.push_back(c);
-      closed_.clear();
+      free_.append(closed_);
       if (!accepting_ && !stopping_ && now_ >= resume_accepting_) start_accepting();
       if (stopping_ && open_ == 0) return Ended::Stopped;
       if (stopping_ && now_ >= shutdown_deadline_) return Ended::ShutdownTimedOut;  // ~Worker closes them
@@ -1301,9 +1317,10 @@ class Worker {
       }
       return;  // EAGAIN (another worker took it), ECONNABORTED...: nothing to do
     }
-    Connection* c = new_connection();
+    Connection* c = free_.pop();
+    if (c == nullptr) c = new (std::nothrow) Connection;
     if (c == nullptr || !watch(socket.fd(), c, EPOLLIN)) {
-      if (c != nullptr) free_.push_back(c);
+      if (c != nullptr) free_.push(c);
       slots_.give_back();
       return refuse_connection(socket);
     }
@@ -1314,30 +1331,6 @@ class Worker {
     deadlines_.set(*c, now_ + options_.limits.timeout);
   }
 
-  Connection* new_connection() {
-    if (!free_.empty()) {
-      Connection* c = free_.back();
-      free_.pop_back();
-      return c;
-    }
-    // Reserved first, so that a connection table that cannot grow fails here, not below.
-    if (connections_.size() == connections_.capacity() && !reserve(connections_, 2 * connections_.size() + 16)) {
-      return nullptr;
-    }
-    if (free_.capacity() < connections_.capacity() && !reserve(free_, connections_.capacity())) return nullptr;
-    if (closed_.capacity() < connections_.capacity() && !reserve(closed_, connections_.capacity())) return nullptr;
-    Connection* c = new (std::nothrow) Connection;
-    if (c != nullptr) connections_.push_back(c);
-    return c;
-  }
-  static bool reserve(std::vector<Connection*>& v, std::size_t n) {
-    try {
-      v.reserve(n);
-      return true;
-    } catch (const std::bad_alloc&) {
-      return false;
-    }
-  }
   // ANCHOR_END: accept
 
   // ANCHOR: serve
@@ -1512,8 +1505,10 @@ class Worker {
     // so that new clients are refused instead of queued while the responses finish. The
     // descriptor itself is closed by run_server, after every worker has let go of it.
     ::shutdown(listener_.fd(), SHUT_RDWR);
-    for (Connection* c : connections_) {
-      if (c->phase != Phase::Closed && c->phase != Phase::Sending && c->socket) close(*c);
+    for (Connection* c = deadlines_.first(); c != nullptr;) {  // every open connection is in it
+      Connection* next = c->later;
+      if (c->phase != Phase::Sending) close(*c);
+      c = next;
     }
   }
   // ANCHOR_END: stop
@@ -1530,7 +1525,7 @@ class Worker {
     c.assembly = Assembly();
     c.socket = Socket();  // closing the descriptor also takes it out of the epoll
     c.phase = Phase::Closed;
-    closed_.push_back(&c);
+    closed_.push(&c);
     --open_;
     slots_.give_back();
     if (!accepting_ && !stopping_) start_accepting();  // a slot is free again
@@ -1542,9 +1537,8 @@ class Worker {
   BufferPool pool_;
   Socket epoll_;
   Deadlines deadlines_;
-  std::vector<Connection*> connections_;  // every struct this worker made, open or not
-  std::vector<Connection*> free_;         // closed before this wake-up: ready for reuse
-  std::vector<Connection*> closed_;       // closed in this wake-up
+  Connections free_;    // closed before this wake-up: ready for reuse
+  Connections closed_;  // closed in this wake-up
   std::size_t open_ = 0;
   Deadline now_ = Clock::now();  // read once per wake-up
   bool accepting_ = false;
