@@ -838,7 +838,9 @@ TEST_P(Concurrency, ASilentClientDoesNotDelayOthers) {
 }
 
 TEST_P(Concurrency, MaxConnectionsHoldsASecondClientUntilTheFirstCloses) {
-  ServerProcess server = start({"--max-connections", "1"});
+  std::vector<std::string> args = {"--max-connections", "1"};
+  if (has_workers()) args.insert(args.end(), {"--workers", "4"});  // the limit is the server's, not each worker's
+  ServerProcess server = start(args);
   Client first(server.port());
   first.send(kGet);
   expect_hello_world(first.read_response(kPatience));  // the first connection is being served
