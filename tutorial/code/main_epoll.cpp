@@ -40,12 +40,14 @@
 #include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <span>
@@ -1571,19 +1573,34 @@ int run_server(const Options& options) {
   BodyBudget bodies(options.body_memory);      // shared by every worker
   ConnectionSlots slots(options.max_connections);
   std::vector<std::unique_ptr<Worker>> workers;
-  std::vector<std::thread> threads;
   std::vector<Worker::Ended> ended(count, Worker::Ended::Stopped);
+  // The workers' threads are detached and counted, as main_async's are: a second stop signal
+  // ends the process (_exit) with workers still running, and a joinable thread that nobody
+  // joined counts as leaked. A worker's last act is under the lock, so that once the count is
+  // 0, none touches this frame again.
+  std::mutex mutex;
+  std::condition_variable finished;
+  unsigned running = 0;
   try {
     for (unsigned i = 0; i < count; ++i) {
       workers.push_back(std::make_unique<Worker>(options, listener, bodies, slots));
-      threads.emplace_back([&ended, i, worker = workers.back().get()] { ended[i] = worker->run(); });
+      std::lock_guard lock(mutex);
+      std::thread([&, i, worker = workers.back().get()] {
+        const Worker::Ended end = worker->run();
+        std::lock_guard lock(mutex);
+        ended[i] = end;
+        --running;
+        finished.notify_all();
+      }).detach();
+      ++running;
     }
   } catch (const std::exception& e) {  // no thread or no memory, before the first request
     std::fprintf(stderr, "cannot start %u workers: %s\n", count, e.what());
     std::fflush(stdout);
     std::_Exit(1);
   }
-  for (std::thread& thread : threads) thread.join();
+  std::unique_lock lock(mutex);
+  finished.wait(lock, [&running] { return running == 0; });
   if (std::ranges::count(ended, Worker::Ended::ShutdownTimedOut) > 0) {
     std::fprintf(stderr, "shutdown: connections still open after %lld ms; exiting without them\n",
                  static_cast<long long>(options.shutdown_timeout.count()));
