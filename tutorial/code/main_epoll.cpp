@@ -1295,8 +1295,10 @@ class Worker {
 
   // ANCHOR: accept
   // The listener is in every worker's epoll with EPOLLEXCLUSIVE: a new connection wakes one
-  // worker that is waiting, not all of them, so an idle worker takes it. One accept per
-  // wake-up; if more are queued, epoll says so again.
+  // worker that is waiting, not all of them. Not evenly, though: the first waiting worker in
+  // the listener's queue wakes, so one that waits while a burst of clients arrives can take
+  // them all (a listener per worker with SO_REUSEPORT would spread them; see chapter 11). One
+  // accept per wake-up; if more are queued, epoll says so again.
   bool start_accepting() {
     accepting_ = watch(listener_.fd(), &kListenerMark, EPOLLIN | EPOLLEXCLUSIVE);
     return accepting_;
