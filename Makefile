@@ -38,7 +38,8 @@ $(info main_epoll: skipped, the event-loop step needs Linux (epoll); main and ma
 endif
 UNIT_TESTS := tests/http_blocking_test.cpp tests/http_async_test.cpp tests/source_test.cpp \
 	tests/tutorial_code_test.cpp $(if $(EPOLL),tests/http_epoll_test.cpp)
-UNIT_DEPS := main.cpp main_async.cpp tutorial/code/main_epoll.cpp tests/http_rules.inc tests/tutorial_code.cpp
+UNIT_DEPS := main.cpp main_async.cpp tutorial/code/main_epoll.cpp tests/http_rules.inc tests/tutorial_code.cpp \
+	tests/test_support.hpp
 INTEGRATION_TESTS := tests/integration_test.cpp
 STRESS_TESTS := tests/stress_test.cpp
 

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "test_support.hpp"
+
 // main() is compiled out; taking these addresses keeps its helpers from counting as unused.
 [[maybe_unused]] static const auto kUsesParseOptions = &parse_options;
 [[maybe_unused]] static const auto kUsesRunServer = &run_server;
@@ -78,13 +80,8 @@ struct Reading {
   }
 };
 
-constexpr std::string_view kChunkedPost =
-    "POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-    "5;name=value\r\nHello\r\n"
-    "9;flag\r\n, chunked\r\n"
-    "1A\r\n world, in three chunks...\r\n"
-    "0\r\nX-Trailer: done\r\n\r\n";
-constexpr std::string_view kChunkedBody = "Hello, chunked world, in three chunks...";
+using test_support::kChunkedPost;  // the same chunked POST the integration tests send
+using test_support::kChunkedPostBody;
 
 TEST(Assembly, ReadsARequestHeadThatArrivesOneByteAtATime) {
   Reading r;
@@ -105,14 +102,14 @@ TEST(Assembly, DecodesAChunkedBodyCutAtEveryByte) {
     Reading r;
     EXPECT_EQ(r.wake_with(kChunkedPost.substr(0, cut)), std::nullopt) << "cut at " << cut;
     EXPECT_EQ(r.wake_with(kChunkedPost.substr(cut)), Status::OK) << "cut at " << cut;
-    EXPECT_EQ(r.body.bytes(), kChunkedBody) << "cut at " << cut;
+    EXPECT_EQ(r.body.bytes(), kChunkedPostBody) << "cut at " << cut;
   }
 }
 
 TEST(Assembly, DecodesAChunkedBodyThatArrivesOneByteAtATime) {
   Reading r;
   EXPECT_EQ(r.byte_by_byte(kChunkedPost), Status::OK);
-  EXPECT_EQ(r.body.bytes(), kChunkedBody);
+  EXPECT_EQ(r.body.bytes(), kChunkedPostBody);
 }
 
 TEST(Assembly, LeavesAPipelinedRequestBufferedForTheNextTurn) {

@@ -41,6 +41,8 @@ using test_support::Client;
 using test_support::Clock;
 using test_support::equals_ignoring_case;
 using test_support::kGet;
+using test_support::kChunkedPost;
+using test_support::kChunkedPostBody;
 using test_support::kGetThenClose;
 using test_support::kHelloWorld;
 using test_support::millis;
@@ -55,14 +57,6 @@ constexpr auto kPatience = 3s;
 
 // ---- requests ----
 
-// A chunked POST using what chunked coding allows: extensions, upper- and lower-case hex, a trailer.
-constexpr std::string_view kChunkedPost =
-    "POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-    "5;name=value\r\nHello\r\n"
-    "9;flag\r\n, chunked\r\n"
-    "1A\r\n world, in three chunks...\r\n"
-    "0\r\nX-Trailer: done\r\n\r\n";
-constexpr std::string_view kChunkedPostBody = "Hello, chunked world, in three chunks...";
 
 // `size` bytes of every value 0..255, CR, LF and NUL included, in a pattern that shows misplaced bytes.
 std::string binary_bytes(std::size_t size) {

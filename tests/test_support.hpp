@@ -237,6 +237,15 @@ constexpr std::string_view kGet = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
 constexpr std::string_view kGetThenClose = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
 constexpr std::string_view kHelloWorld = "Hello World!";  // what both servers answer a GET with
 
+// A chunked POST using what chunked coding allows: extensions, upper- and lower-case hex, a trailer.
+constexpr std::string_view kChunkedPost =
+    "POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    "5;name=value\r\nHello\r\n"
+    "9;flag\r\n, chunked\r\n"
+    "1A\r\n world, in three chunks...\r\n"
+    "0\r\nX-Trailer: done\r\n\r\n";
+constexpr std::string_view kChunkedPostBody = "Hello, chunked world, in three chunks...";
+
 // A POST of `body` with its Content-Length; `extra_headers` are whole lines ("Connection: close\r\n").
 inline std::string post_request(std::string_view body, std::string_view extra_headers = "") {
   return "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
