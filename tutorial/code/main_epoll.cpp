@@ -1378,13 +1378,11 @@ class Worker {
   void advance(Connection& c) {
     while (c.phase == Phase::Reading) {
       Assembly& a = c.assembly;
-      const Assembly::Step before = a.step;
       std::optional<Status> status =
           assemble_request(a, c.input, c.writer, c.buffers->body, options_.limits, now_);
       if (!status) {
-        if (a.step == Assembly::Step::Body && (before == Assembly::Step::Head || a.deadline != c.deadline)) {
-          deadlines_.set(c, a.deadline);
-        }
+        // A body has begun, or a chunk has made its deadline later.
+        if (a.step == Assembly::Step::Body && a.deadline != c.deadline) deadlines_.set(c, a.deadline);
         if (!c.writer.empty()) send(c);  // 100 Continue
         return;
       }
