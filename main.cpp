@@ -11,6 +11,7 @@
 // It is not a production server: no TLS, no HTTP/2, no files. main_async.cpp adds a thread
 // per connection, keep-alive and tuned buffers; `diff main.cpp main_async.cpp` shows how.
 
+// ANCHOR: includes
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -39,6 +40,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+// ANCHOR_END: includes
 
 namespace {
 
@@ -367,11 +369,13 @@ struct ParsedHead {
 };
 // ANCHOR_END: request
 
+// ANCHOR: rejected
 ParsedHead rejected(Status status) {
   ParsedHead parsed;
   parsed.status = status;
   return parsed;
 }
+// ANCHOR_END: rejected
 
 // ANCHOR: syntax
 bool is_tchar(char c) {  // RFC 9110 5.6.2: token characters
@@ -774,6 +778,7 @@ class Body {
 };
 // ANCHOR_END: body
 
+// ANCHOR: body_readers
 // Appends the next `count` body bytes to `body` (which has room for them), waiting for them
 // until `deadline`.
 BodyResult read_exactly(Reader& reader, std::uint64_t count, Body& body, Deadline deadline) {
@@ -816,6 +821,7 @@ BodyResult read_line(Reader& reader, std::string_view& line, Deadline deadline, 
     }
   }
 }
+// ANCHOR_END: body_readers
 
 // ANCHOR: chunk_extension
 // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] ). Whitespace
@@ -1127,6 +1133,7 @@ int run_server(const Options& options) {
 
 // ---- main ----
 
+// ANCHOR: usage
 constexpr std::string_view kUsage =
     "usage: main [--host ADDR] [--port N] [--timeout-ms N] [--max-body N]\n";
 
@@ -1140,7 +1147,9 @@ constexpr std::string_view kHelp =
     "                   body within N ms plus 1 s per 64 KiB; else 408 and close\n"
     "  --max-body N     largest request body in bytes; larger gets 413 (default 1048576)\n"
     "  --help           show this help\n";
+// ANCHOR_END: usage
 
+// ANCHOR: parse_options
 // Parses "--flag value" and "--flag=value". On a bad flag or value: says which, returns nullopt.
 std::optional<Options> parse_options(int argc, char** argv) {
   Options options;
@@ -1201,6 +1210,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
   }
   return options;
 }
+// ANCHOR_END: parse_options
 
 }  // namespace
 

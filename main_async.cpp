@@ -17,6 +17,7 @@
 // It is not a production server: no TLS, no HTTP/2, no files. `diff main.cpp main_async.cpp`
 // is the concurrency chapter of the tutorial.
 
+// ANCHOR: includes
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -51,6 +52,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+// ANCHOR_END: includes
 
 namespace {
 
@@ -391,11 +393,13 @@ struct ParsedHead {
 };
 // ANCHOR_END: request
 
+// ANCHOR: rejected
 ParsedHead rejected(Status status) {
   ParsedHead parsed;
   parsed.status = status;
   return parsed;
 }
+// ANCHOR_END: rejected
 
 // ANCHOR: syntax
 bool is_tchar(char c) {  // RFC 9110 5.6.2: token characters
@@ -798,6 +802,7 @@ class Body {
 };
 // ANCHOR_END: body
 
+// ANCHOR: body_readers
 // Appends the next `count` body bytes to `body` (which has room for them), waiting for them
 // until `deadline`.
 BodyResult read_exactly(Reader& reader, std::uint64_t count, Body& body, Deadline deadline) {
@@ -840,6 +845,7 @@ BodyResult read_line(Reader& reader, std::string_view& line, Deadline deadline, 
     }
   }
 }
+// ANCHOR_END: body_readers
 
 // ANCHOR: chunk_extension
 // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ( token / quoted-string ) ] ). Whitespace
@@ -1317,6 +1323,7 @@ int run_server(const Options& options) {
 
 // ---- main ----
 
+// ANCHOR: usage
 constexpr std::string_view kUsage =
     "usage: main_async [--host ADDR] [--port N] [--timeout-ms N] [--max-body N] [--buffer-size N]\n"
     "                  [--max-connections N] [--body-memory N] [--shutdown-timeout-ms N]\n"
@@ -1342,7 +1349,9 @@ constexpr std::string_view kHelp =
     "  --no-keepalive   close every connection after one response (the tutorial's step before)\n"
     "  --log-requests   print one line per request to stderr (the tutorial's step before)\n"
     "  --help           show this help\n";
+// ANCHOR_END: usage
 
+// ANCHOR: parse_options
 // Parses "--flag value" and "--flag=value". On a bad flag or value: says which, returns nullopt.
 std::optional<Options> parse_options(int argc, char** argv) {
   Options options;
@@ -1423,6 +1432,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
   }
   return options;
 }
+// ANCHOR_END: parse_options
 
 }  // namespace
 

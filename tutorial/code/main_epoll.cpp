@@ -22,6 +22,7 @@
 // The cost: more code, harder to follow, and a handler that blocks stalls every connection of
 // its worker. It is not a production server: no TLS, no HTTP/2, no files.
 
+// ANCHOR: includes
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -56,6 +57,7 @@
 #include <thread>
 #include <utility>
 #include <vector>
+// ANCHOR_END: includes
 
 namespace {
 
@@ -1611,6 +1613,7 @@ int run_server(const Options& options) {
 
 // ---- main ----
 
+// ANCHOR: usage
 constexpr std::string_view kUsage =
     "usage: main_epoll [--host ADDR] [--port N] [--timeout-ms N] [--max-body N] [--buffer-size N]\n"
     "                  [--max-connections N] [--body-memory N] [--shutdown-timeout-ms N]\n"
@@ -1637,7 +1640,9 @@ constexpr std::string_view kHelp =
     "  --no-keepalive   close every connection after one response\n"
     "  --log-requests   print one line per request to stderr\n"
     "  --help           show this help\n";
+// ANCHOR_END: usage
 
+// ANCHOR: parse_options
 // Parses "--flag value" and "--flag=value". On a bad flag or value: says which, returns nullopt.
 std::optional<Options> parse_options(int argc, char** argv) {
   Options options;
@@ -1722,6 +1727,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
   }
   return options;
 }
+// ANCHOR_END: parse_options
 
 }  // namespace
 
