@@ -2,6 +2,8 @@
 //
 //   build/tutorial_code --check tutorial/*.md   (make test) lists every block that differs
 //   build/tutorial_code --write tutorial/*.md   (make tutorial) rewrites them from the source
+//   build/tutorial_code --check --coverage tutorial/*.md   also: how much of the servers the
+//       chapters show, what they show twice, and the line limits (see Coverage below)
 //
 // A chapter shows a named region of a source file with a marker line and a fence after it:
 //
@@ -10,6 +12,7 @@
 //   ...
 //   ```
 //
+// `<!-- include: main.cpp reader again -->` marks a deliberate repeat of a region shown before.
 // The region is the lines between `// ANCHOR: reader` and `// ANCHOR_END: reader` in main.cpp
 // (mdBook's convention), without the ANCHOR lines of regions nested in it, and dedented.
 // Without a region name the marker shows the whole file. Paths are relative to --root (the
@@ -40,8 +43,16 @@ struct Problem {
   bool rewritten = false;  // a block that Result::text already takes from the source
 };
 
+// One block taken from the source: which file and region, and where in the chapter.
+struct Block {
+  std::string path, region;
+  bool again = false;  // marked as a deliberate repeat: "<!-- include: FILE REGION again -->"
+  std::size_t line = 0;
+};
+
 struct Result {
   std::string text;  // the chapter with every marked block taken from the source
+  std::vector<Block> blocks;
   std::vector<Problem> problems;
   int included = 0;  // blocks taken from the source
   int differing = 0;  // of those, blocks that did not match (rewritten in `text`)
@@ -202,12 +213,12 @@ inline Result process(const std::string& markdown, const fs::path& chapter_dir, 
     if (text.starts_with("<!-- include:") && text.ends_with("-->")) {
       emit(line);
       std::istringstream words(text.substr(13, text.size() - 13 - 3));
-      std::string path, name, extra;
-      words >> path >> name >> extra;
+      std::string path, name, extra, more;
+      words >> path >> name >> extra >> more;
       std::optional<std::string> code;
       std::string error;
-      if (path.empty() || !extra.empty()) {
-        error = "an include marker is '<!-- include: FILE [REGION] -->'";
+      if (path.empty() || !more.empty() || (!extra.empty() && extra != "again")) {
+        error = "an include marker is '<!-- include: FILE [REGION [again]] -->'";
       } else {
         if (!sources.count(path)) {
           std::optional<std::string> source = read_file(root / path);
@@ -220,6 +231,7 @@ inline Result process(const std::string& markdown, const fs::path& chapter_dir, 
         }
       }
       if (!code) problem(i, path + (name.empty() ? "" : " " + name) + ": " + error);
+      else result.blocks.push_back({path, name, extra == "again", i + 1});
 
       // The fenced block right after the marker is the marker's; without one, one is added.
       std::size_t next = i + 1;
@@ -289,13 +301,219 @@ inline Result process(const std::string& markdown, const fs::path& chapter_dir, 
   return result;
 }
 
+// ---- Coverage: how much of the servers the chapters show, and what they show twice ----
+//
+//   build/tutorial_code --check --coverage tutorial/*.md
+//
+// A code line is a line that is neither blank, a comment, nor an ANCHOR marker. Of the base
+// server (main.cpp) every code line counts; of the later servers, the code lines in which they
+// differ from it (the lines a line-by-line longest common subsequence does not match). A block
+// that shows mostly lines already shown (a line of a later server matched to main.cpp counts
+// as main.cpp's) is a repeat, allowed only when marked `again`, and only a few times.
+
+struct Limits {
+  std::vector<std::string> sources = {"main.cpp", "main_async.cpp", "tutorial/code/main_epoll.cpp"};
+  std::size_t max_total_lines = 4500, max_chapter_lines = 500;
+  double min_shown_percent = 95.0;
+  int max_repeats = 3;
+  std::string not_shown_heading = "## What the chapters do not show";  // in README.md
+};
+
+struct Chapter {
+  std::string name;  // as given on the command line
+  std::string markdown;
+  std::vector<Block> blocks;
+};
+
+struct SourceCoverage {
+  std::string path;
+  std::size_t counted = 0, shown = 0;  // code lines that count, and of those the ones shown
+  std::map<std::string, std::size_t> not_shown;  // innermost region (or "outside any region") -> lines
+};
+
+struct Coverage {
+  std::vector<SourceCoverage> sources;
+  std::vector<std::string> problems;
+  std::size_t total_lines = 0;
+  int repeats = 0;  // deliberate ones
+};
+
+inline bool is_code_line(const std::string& line) {
+  std::string text = trim(line);
+  return !text.empty() && !text.starts_with("//");
+}
+
+inline bool is_anchor_line(const std::string& line) {
+  return anchor_name(line, "ANCHOR").has_value() || anchor_name(line, "ANCHOR_END").has_value();
+}
+
+// Indices of the lines of region `name` (every line when empty), ANCHOR lines left out.
+inline std::vector<std::size_t> region_lines(const std::vector<std::string>& lines, const std::string& name) {
+  std::vector<std::size_t> kept;
+  bool inside = name.empty();
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    if (!name.empty() && anchor_name(lines[i], "ANCHOR") == name) inside = true;
+    else if (!name.empty() && anchor_name(lines[i], "ANCHOR_END") == name) inside = false;
+    else if (inside && !is_anchor_line(lines[i])) kept.push_back(i);
+  }
+  return kept;
+}
+
+// For each line of `later`, the line of `base` a longest common subsequence matches it to.
+inline std::vector<std::optional<std::size_t>> match_lines(const std::vector<std::string>& base,
+                                                           const std::vector<std::string>& later) {
+  std::vector<std::size_t> a, b;  // the lines that take part: not ANCHOR markers
+  for (std::size_t i = 0; i < base.size(); ++i) if (!is_anchor_line(base[i])) a.push_back(i);
+  for (std::size_t j = 0; j < later.size(); ++j) if (!is_anchor_line(later[j])) b.push_back(j);
+  std::size_t n = a.size(), m = b.size();
+  std::vector<std::uint32_t> length((n + 1) * (m + 1), 0);  // length[i][j]: LCS of a[i..] and b[j..]
+  auto at = [m](std::size_t i, std::size_t j) { return i * (m + 1) + j; };
+  for (std::size_t i = n; i-- > 0;) {
+    for (std::size_t j = m; j-- > 0;) {
+      length[at(i, j)] = base[a[i]] == later[b[j]] ? length[at(i + 1, j + 1)] + 1
+                                                   : std::max(length[at(i + 1, j)], length[at(i, j + 1)]);
+    }
+  }
+  std::vector<std::optional<std::size_t>> match(later.size());
+  for (std::size_t i = 0, j = 0; i < n && j < m;) {
+    if (base[a[i]] == later[b[j]]) match[b[j++]] = a[i++];
+    else if (length[at(i + 1, j)] >= length[at(i, j + 1)]) ++i;
+    else ++j;
+  }
+  return match;
+}
+
+// The innermost region each line is in, or "outside any region".
+inline std::vector<std::string> innermost_regions(const std::vector<std::string>& lines) {
+  std::vector<std::string> open, region(lines.size());
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    if (auto name = anchor_name(lines[i], "ANCHOR")) open.push_back(*name);
+    region[i] = open.empty() ? "outside any region" : open.back();
+    if (auto name = anchor_name(lines[i], "ANCHOR_END"); name && !open.empty() && open.back() == *name) {
+      open.pop_back();
+    }
+  }
+  return region;
+}
+
+inline Coverage check_coverage(const std::vector<Chapter>& chapters, const fs::path& root,
+                               const Limits& limits = {}) {
+  Coverage coverage;
+  std::map<std::string, std::vector<std::string>> lines;  // path -> its lines, read once
+  auto source = [&](const std::string& path) -> const std::vector<std::string>& {
+    if (!lines.count(path)) lines[path] = split_lines(read_file(root / path).value_or(""));
+    return lines[path];
+  };
+  const std::string& base = limits.sources.front();
+  std::map<std::string, std::vector<std::optional<std::size_t>>> matched;  // later source -> its lines in base
+  for (std::size_t k = 1; k < limits.sources.size(); ++k) {
+    matched[limits.sources[k]] = match_lines(source(base), source(limits.sources[k]));
+  }
+  // What a line is, for repeats: a later server's line matched to the base is the base's line.
+  auto identity = [&](const std::string& path, std::size_t i) {
+    if (auto m = matched.find(path); m != matched.end() && m->second[i]) return base + ":" + std::to_string(*m->second[i]);
+    return path + ":" + std::to_string(i);
+  };
+
+  std::map<std::string, std::string> first_shown;  // identity -> the chapter that showed it first
+  std::map<std::string, std::vector<bool>> shown;   // path -> line shown
+  for (const Chapter& chapter : chapters) {
+    std::size_t count = split_lines(chapter.markdown).size();
+    coverage.total_lines += count;
+    if (count > limits.max_chapter_lines) {
+      coverage.problems.push_back(chapter.name + ": " + std::to_string(count) + " lines, more than " +
+                                  std::to_string(limits.max_chapter_lines));
+    }
+    for (const Block& block : chapter.blocks) {
+      const std::vector<std::string>& text = source(block.path);
+      std::vector<bool>& mark = shown[block.path];
+      mark.resize(text.size());
+      std::size_t code = 0, seen = 0;
+      std::string where;
+      for (std::size_t i : region_lines(text, block.region)) {
+        mark[i] = true;
+        if (!is_code_line(text[i])) continue;
+        ++code;
+        auto [it, fresh] = first_shown.emplace(identity(block.path, i), chapter.name);
+        if (!fresh) {
+          if (seen++ == 0) where = it->second;
+        }
+      }
+      std::string what = chapter.name + ":" + std::to_string(block.line) + ": " + block.path +
+                         (block.region.empty() ? "" : " " + block.region);
+      if (code > 0 && 2 * seen > code) {
+        if (block.again) ++coverage.repeats;
+        else coverage.problems.push_back(what + " shows again " + std::to_string(seen) + " of its " +
+                                         std::to_string(code) + " code lines, first shown in " + where +
+                                         " (mark a deliberate repeat with 'again')");
+      } else if (block.again) {
+        coverage.problems.push_back(what + " is marked 'again' but shows mostly new lines");
+      }
+    }
+  }
+  if (coverage.total_lines > limits.max_total_lines) {
+    coverage.problems.push_back("the tutorial has " + std::to_string(coverage.total_lines) + " lines, more than " +
+                                std::to_string(limits.max_total_lines));
+  }
+  if (coverage.repeats > limits.max_repeats) {
+    coverage.problems.push_back(std::to_string(coverage.repeats) + " deliberate repeats, more than " +
+                                std::to_string(limits.max_repeats));
+  }
+
+  // The list of what is not shown: README.md's section under the heading.
+  std::string listed;
+  for (const Chapter& chapter : chapters) {
+    if (fs::path(chapter.name).filename() != "README.md") continue;
+    bool inside = false;
+    for (const std::string& line : split_lines(chapter.markdown)) {
+      if (line.starts_with("## ")) inside = trim(line) == limits.not_shown_heading;
+      else if (inside) listed += line + '\n';
+    }
+  }
+
+  for (const std::string& path : limits.sources) {
+    const std::vector<std::string>& text = source(path);
+    if (text.empty()) continue;
+    SourceCoverage result;
+    result.path = path;
+    std::vector<bool> mark = shown[path];
+    mark.resize(text.size());
+    std::vector<std::string> region = innermost_regions(text);
+    auto m = matched.find(path);
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      if (!is_code_line(text[i]) || is_anchor_line(text[i])) continue;
+      if (m != matched.end() && m->second[i]) continue;  // the same as a line of the base
+      ++result.counted;
+      if (mark[i]) ++result.shown;
+      else ++result.not_shown[region[i]];
+    }
+    double percent = result.counted ? 100.0 * result.shown / result.counted : 100.0;
+    if (percent < limits.min_shown_percent) {
+      char figure[32];
+      std::snprintf(figure, sizeof figure, "%.1f%%", percent);
+      coverage.problems.push_back(path + ": " + figure + " of its counted code lines shown, fewer than " +
+                                  std::to_string(static_cast<int>(limits.min_shown_percent)) + "%");
+    }
+    for (const auto& [name, count] : result.not_shown) {
+      std::string needle = name == "outside any region" ? name : "`" + name + "`";
+      if (listed.find(needle) == std::string::npos) {
+        coverage.problems.push_back(path + ": " + std::to_string(count) + " code line(s) of " + needle +
+                                    " are not shown and not listed under '" + limits.not_shown_heading +
+                                    "' in README.md");
+      }
+    }
+    coverage.sources.push_back(std::move(result));
+  }
+  return coverage;
+}
+
 }  // namespace tutorial_code
 
 #ifndef TUTORIAL_CODE_NO_MAIN
 int main(int argc, char** argv) {
   namespace tc = tutorial_code;
-  const char* usage = "usage: tutorial_code (--check | --write) [--root DIR] CHAPTER.md...\n";
-  bool write = false, mode_given = false;
+  const char* usage = "usage: tutorial_code (--check | --write) [--coverage] [--root DIR] CHAPTER.md...\n";
+  bool write = false, mode_given = false, coverage = false;
   tc::fs::path root = ".";
   std::vector<tc::fs::path> chapters;
   for (int i = 1; i < argc; ++i) {
@@ -303,6 +521,8 @@ int main(int argc, char** argv) {
     if (arg == "--check" || arg == "--write") {
       write = arg == "--write";
       mode_given = true;
+    } else if (arg == "--coverage") {
+      coverage = true;
     } else if (arg == "--root" && i + 1 < argc) {
       root = argv[++i];
     } else if (arg == "--help") {
@@ -320,7 +540,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  std::sort(chapters.begin(), chapters.end());  // the reading order, for repeats
   int problems = 0, included = 0, sketches = 0, rewritten = 0;
+  std::vector<tc::Chapter> read;
   for (const tc::fs::path& chapter : chapters) {
     std::optional<std::string> markdown = tc::read_file(chapter);
     if (!markdown) {
@@ -329,6 +551,7 @@ int main(int argc, char** argv) {
       continue;
     }
     tc::Result result = tc::process(*markdown, chapter.parent_path(), root);
+    read.push_back({chapter.string(), write ? result.text : *markdown, result.blocks});
     included += result.included;
     sketches += result.sketches;
     if (write && result.text != *markdown) {
@@ -339,6 +562,24 @@ int main(int argc, char** argv) {
     for (const tc::Problem& p : result.problems) {
       if (write && p.rewritten) continue;  // fixed by writing result.text
       std::fprintf(stderr, "%s:%zu: %s\n", chapter.c_str(), p.line, p.message.c_str());
+      ++problems;
+    }
+  }
+  if (coverage) {
+    tc::Coverage report = tc::check_coverage(read, root);
+    for (const tc::SourceCoverage& source : report.sources) {
+      std::printf("coverage: %s: %zu of %zu counted code lines shown (%.1f%%)", source.path.c_str(), source.shown,
+                  source.counted, source.counted ? 100.0 * source.shown / source.counted : 100.0);
+      const char* separator = "; not shown:";
+      for (const auto& [name, count] : source.not_shown) {
+        std::printf("%s %s (%zu)", separator, name.c_str(), count);
+        separator = ",";
+      }
+      std::printf("\n");
+    }
+    std::printf("coverage: %zu lines in all, %d deliberate repeat(s)\n", report.total_lines, report.repeats);
+    for (const std::string& p : report.problems) {
+      std::fprintf(stderr, "coverage: %s\n", p.c_str());
       ++problems;
     }
   }

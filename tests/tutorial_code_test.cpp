@@ -117,4 +117,103 @@ TEST_F(TutorialCode, ReportsLinksToMissingFiles) {
   EXPECT_NE(result.problems[0].message.find("03-gone.md"), std::string::npos);
 }
 
+// ---- --coverage ----
+
+class TutorialCoverage : public TutorialCode {
+ protected:
+  void SetUp() override {
+    TutorialCode::SetUp();
+    write("base.cpp",
+          "// ANCHOR: one\n"
+          "int a;\n"
+          "int b;\n"
+          "// ANCHOR_END: one\n"
+          "// ANCHOR: two\n"
+          "int c;  // a comment after code counts\n"
+          "// a comment alone does not\n"
+          "\n"
+          "int d;\n"
+          "// ANCHOR_END: two\n");
+    write("later.cpp",  // a and b as in base.cpp, then two lines of its own
+          "// ANCHOR: one\n"
+          "int a;\n"
+          "int b;\n"
+          "// ANCHOR_END: one\n"
+          "// ANCHOR: own\n"
+          "int e;\n"
+          "int f;\n"
+          "// ANCHOR_END: own\n");
+    limits_.sources = {"base.cpp", "later.cpp"};
+  }
+  tutorial_code::Coverage cover(std::vector<std::pair<std::string, std::string>> chapters) {
+    std::vector<tutorial_code::Chapter> read;
+    for (auto& [name, markdown] : chapters) read.push_back({name, markdown, run(markdown).blocks});
+    return tutorial_code::check_coverage(read, root_, limits_);
+  }
+  static std::string block(const std::string& marker) { return "<!-- include: " + marker + " -->\n```cpp\n```\n"; }
+  static bool mentions(const tutorial_code::Coverage& c, const std::string& words) {
+    for (const std::string& p : c.problems) if (p.find(words) != std::string::npos) return true;
+    return false;
+  }
+  tutorial_code::Limits limits_;
+};
+
+TEST_F(TutorialCoverage, CountsCodeLinesOfTheBaseAndOnlyTheLinesALaterServerChanges) {
+  auto c = cover({{"01.md", block("base.cpp one")}});
+  ASSERT_EQ(c.sources.size(), 2u);
+  EXPECT_EQ(c.sources[0].counted, 4u);  // a b c d: not the comment, the blank or the markers
+  EXPECT_EQ(c.sources[0].shown, 2u);
+  EXPECT_EQ(c.sources[0].not_shown.at("two"), 2u);
+  EXPECT_EQ(c.sources[1].counted, 2u);  // e and f; a and b are base.cpp's
+  EXPECT_EQ(c.sources[1].shown, 0u);
+  EXPECT_TRUE(mentions(c, "base.cpp: 50.0% of its counted code lines shown"));
+  EXPECT_TRUE(mentions(c, "later.cpp: 0.0%"));
+}
+
+TEST_F(TutorialCoverage, EverythingShownOnceHasNoProblems) {
+  auto c = cover({{"01.md", block("base.cpp one") + block("base.cpp two")}, {"02.md", block("later.cpp own")}});
+  EXPECT_TRUE(c.problems.empty()) << c.problems[0];
+  EXPECT_EQ(c.sources[0].shown, 4u);
+  EXPECT_EQ(c.sources[1].shown, 2u);
+}
+
+TEST_F(TutorialCoverage, AShownRegionShownAgainIsARepeatEvenFromALaterServer) {
+  auto twice = cover({{"01.md", block("base.cpp one")}, {"02.md", block("base.cpp one")}});
+  EXPECT_TRUE(mentions(twice, "02.md:1: base.cpp one shows again 2 of its 2 code lines, first shown in 01.md"));
+  auto copy = cover({{"01.md", block("base.cpp one")}, {"02.md", block("later.cpp one")}});
+  EXPECT_TRUE(mentions(copy, "later.cpp one shows again"));  // the same lines, in another file
+  auto marked = cover({{"01.md", block("base.cpp one")}, {"02.md", block("base.cpp one again")}});
+  EXPECT_FALSE(mentions(marked, "shows again"));
+  EXPECT_EQ(marked.repeats, 1);
+  auto needless = cover({{"01.md", block("base.cpp one again")}});
+  EXPECT_TRUE(mentions(needless, "marked 'again' but shows mostly new lines"));
+}
+
+TEST_F(TutorialCoverage, AtMostSoManyDeliberateRepeats) {
+  limits_.max_repeats = 1;
+  auto c = cover({{"01.md", block("base.cpp one") + block("base.cpp one again") + block("base.cpp one again")}});
+  EXPECT_EQ(c.repeats, 2);
+  EXPECT_TRUE(mentions(c, "2 deliberate repeats, more than 1"));
+}
+
+TEST_F(TutorialCoverage, ChaptersAndTheWholeHaveALineLimit) {
+  limits_.max_chapter_lines = 3;
+  limits_.max_total_lines = 5;
+  auto c = cover({{"01.md", "1\n2\n3\n"}, {"02.md", "1\n2\n3\n4\n"}});
+  EXPECT_FALSE(mentions(c, "01.md: 3 lines"));
+  EXPECT_TRUE(mentions(c, "02.md: 4 lines, more than 3"));
+  EXPECT_TRUE(mentions(c, "the tutorial has 7 lines, more than 5"));
+}
+
+TEST_F(TutorialCoverage, WhatIsNotShownMustBeListedInTheReadme) {
+  auto unlisted = cover({{"01.md", block("base.cpp one") + block("later.cpp own")}});
+  EXPECT_TRUE(mentions(unlisted, "`two` are not shown and not listed"));
+  auto listed = cover({{"01.md", block("base.cpp one") + block("later.cpp own")},
+                       {"README.md", "## What the chapters do not show\n- `two`: c and d\n## Next\n"}});
+  EXPECT_FALSE(mentions(listed, "not listed"));
+  auto elsewhere = cover({{"01.md", block("base.cpp one") + block("later.cpp own")},
+                          {"README.md", "## Another heading\n- `two`\n"}});
+  EXPECT_TRUE(mentions(elsewhere, "`two` are not shown and not listed"));
+}
+
 }  // namespace
