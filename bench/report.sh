@@ -405,73 +405,9 @@ commands_section() {
 
 # ---- Charts ----
 
-# For the grouped chart: a header "scenario SERVER...", then one line per scenario (and per
-# connections for scaling) with each server's median requests/s, "-" where it did not run; and
-# beside it one line per measured run: group number (from 0), server number (from 1), requests/s.
-chart_data() {
-  awk -F '\t' -v OFS='\t' -v rounds="$work_dir/scenario-rounds.dat" '
-    FILENAME ~ /summary/ && $1 != "ladder" {
-      group = $1 == "scaling" ? "scaling -c" $4 : $1
-      if (!(group in group_of)) { group_of[group] = ngroups++; groups[ngroups] = group }
-      if (!($3 in server_of)) { server_of[$3] = ++nservers; ids[nservers] = $3 }
-      if (!(server_of[$3] in names) || $1 != "buffers") names[server_of[$3]] = $7  # "main_async", not "4096 B"
-      value[group, $3] = $9
-      next
-    }
-    FILENAME ~ /runs/ && $1 != "ladder" && $6 != "NA" {
-      group = $1 == "scaling" ? "scaling -c" $5 : $1
-      print group_of[group], server_of[$4], $6 >rounds
-    }
-    END {
-      if (ngroups == 0) exit
-      line = "scenario"
-      for (s = 1; s <= nservers; s++) line = line OFS names[s]
-      print line
-      for (g = 1; g <= ngroups; g++) {
-        line = groups[g]
-        for (s = 1; s <= nservers; s++) {
-          v = value[groups[g], ids[s]]
-          line = line OFS ((v == "" || v == "NA") ? "-" : v)
-        }
-        print line
-      }
-    }
-  ' "$work_dir/summary.tsv" "$work_dir/runs.tsv"
-}
-
-# For the ladder: "label median highest" per step, and "step number, requests/s" per run.
-ladder_data() {
-  awk -F '\t' -v OFS='\t' '$1 == "ladder" { print $7, ($9 == "NA" ? "-" : $9), ($11 == "NA" ? "-" : $11) }' \
-    "$work_dir/summary.tsv" >"$work_dir/ladder.dat"
-  awk -F '\t' -v OFS='\t' '$1 == "ladder" && $6 != "NA" { print $2, $6 }' "$work_dir/runs.tsv" >"$work_dir/ladder-rounds.dat"
-}
-
-# Draws the charts; prints the Markdown that shows them, or why there are none.
+# bench/charts.sh draws them beside the report and prints the Markdown that shows them.
 chart_section() {
-  if ! command -v gnuplot >/dev/null 2>&1; then
-    echo "Charts skipped: gnuplot is not installed (\`apt-get install gnuplot-nox\` adds it)."
-    return 0
-  fi
-  local terminal=pngcairo
-  gnuplot -e 'set terminal pngcairo' >/dev/null 2>&1 || terminal=png
-  : >"$work_dir/scenario-rounds.dat"
-  chart_data >"$work_dir/scenarios.dat"
-  ladder_data
-  local kind png title
-  for kind in scenarios ladder; do
-    [ -s "$work_dir/$kind.dat" ] || continue
-    png="$stem.png" title="Requests/s per server and scenario"
-    [ "$kind" = scenarios ] || png="$stem-ladder.png" title="Requests/s per step of the ladder"
-    local rounds="$work_dir/scenario-rounds.dat"
-    [ "$kind" = scenarios ] || rounds="$work_dir/ladder-rounds.dat"
-    if gnuplot -e "terminal='$terminal'; data='$work_dir/$kind.dat'; rounds='$rounds'; output='$png'; kind='$kind'" \
-      bench/charts.gp >&2; then
-      echo "![$title: bars are medians, dots are rounds]($(basename "$png"))"
-    else
-      echo "Chart skipped: gnuplot failed to draw $(basename "$png")."
-    fi
-    echo
-  done
+  bench/charts.sh "$work_dir" "$stem"
 }
 
 # ---- The report ----
