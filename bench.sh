@@ -20,7 +20,9 @@ fi
 # ---- Configuration ----
 
 readonly BODY="Hello World!"
-readonly ALL_SCENARIOS="keep-alive,ladder,buffers,churn,scaling,idle"
+readonly ALL_SCENARIOS="keep-alive,ladder,buffers,churn,scaling,idle"  # the default run
+readonly OPT_IN_SCENARIOS="first"  # run only when --scenarios names them
+readonly KNOWN_SCENARIOS="$ALL_SCENARIOS,$OPT_IN_SCENARIOS"
 readonly SCALING_CONNECTIONS="10 100 1000"  # --big adds 10000
 readonly BIG_CONNECTIONS=10000
 readonly IDLE_CONNECTIONS=10000  # held open, silent, by bench/idle_client.py
@@ -55,7 +57,7 @@ round by round, and reports each measure's median, min and max, and how busy the
 around every run. The report goes to stdout and to a new file
 bench/results/<date>-<host>[-quick][-N].md, with charts when gnuplot is installed.
 
-Scenarios (all run by default):
+Scenarios (all but first run by default):
   keep-alive  wrk -t4 -c100 -d10s --latency against every server (the tutorial's parameters);
               also each server's context switches and CPU time per request
   ladder      the tutorial's steps from the shipped binaries: main, then main_async with
@@ -70,10 +72,12 @@ Scenarios (all run by default):
   idle        $IDLE_CONNECTIONS idle keep-alive connections (one GET each, then silence) held open
               by bench/idle_client.py against main_async, main_epoll, Caddy and nginx, each
               started afresh per round: the server's memory (RSS) before and while they are held
+  first       only when named (--scenarios first): the reader's first server from chapter 2,
+              tutorial/code/first_server.cpp, beside main and main_async, with wrk -t4 -c100
 
 Options:
   -t, --threads N        wrk threads (default 4)
-  -c, --connections N    wrk connections for keep-alive, ladder and churn (default 100)
+  -c, --connections N    wrk connections for keep-alive, ladder, buffers, churn and first (default 100)
   -d, --duration T       length of each measured wrk run, e.g. 10s, 1m (default 10s; --quick: 2s)
       --rounds R         rounds per scenario (default 3; --quick: 2)
       --warmup T         unmeasured wrk run before round 1, once per server and connection
@@ -82,7 +86,8 @@ Options:
                          <date>-<host>-quick.md
       --big              add -c 10000 to the scaling scenario (raises ulimit -n)
       --pin              servers on the first half of the CPUs, wrk on the rest (taskset)
-      --scenarios LIST   comma-separated subset of: $ALL_SCENARIOS (default all)
+      --scenarios LIST   comma-separated, of: $KNOWN_SCENARIOS
+                         (default: all but first)
       --out DIR          where the report and charts go (default bench/results)
       --no-install       never install packages: say what is missing and exit 1
       --with-nginx       accepted for older commands: nginx is installed like wrk and caddy
@@ -141,7 +146,7 @@ parse_options() {
   done
   local scenario
   for scenario in ${scenarios//,/ }; do
-    [[ ,$ALL_SCENARIOS, == *,"$scenario",* ]] || bad_usage "unknown scenario '$scenario' (known: $ALL_SCENARIOS)"
+    [[ ,$KNOWN_SCENARIOS, == *,"$scenario",* ]] || bad_usage "unknown scenario '$scenario' (known: $KNOWN_SCENARIOS)"
   done
 }
 
@@ -167,13 +172,23 @@ nginx_binary() {
   command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; } || true
 }
 
-# Missing packages, by Debian's names.
+# Whether a selected scenario runs the server ID.
+runs_server() {
+  local scenario
+  for scenario in $(selected_scenarios); do
+    scenario_rows "$scenario" | cut -f1 | grep -qx "$1" && return 0
+  done
+  return 1
+}
+
+# Missing packages, by Debian's names: Caddy and nginx only when a selected scenario runs them.
 missing_packages() {
   local tool
-  for tool in wrk caddy curl make; do
+  for tool in wrk curl make; do
     command -v "$tool" >/dev/null 2>&1 || echo "$tool"
   done
-  [ -n "$(nginx_binary)" ] || echo nginx
+  if runs_server caddy && ! command -v caddy >/dev/null 2>&1; then echo caddy; fi
+  if runs_server nginx && [ -z "$(nginx_binary)" ]; then echo nginx; fi
   if [[ ,$scenarios, == *,idle,* ]] && ! command -v python3 >/dev/null 2>&1; then echo python3; fi
   if $pin && ! command -v taskset >/dev/null 2>&1; then echo util-linux; fi
 }
@@ -202,12 +217,13 @@ ensure_tools() {
 
 # ---- Servers ----
 #
-# Every server bench.sh can start, by id: its command, one word per line, given its own directory.
-# Ours and Caddy pick a free port themselves (port 0) and say which on stdout; nginx gets one picked
-# here, written into its configuration. To add a server: a line here, and its id in COMPARED_SERVERS.
+# Every server bench.sh can start, by id: its command, one word per line, given its own directory
+# and, for those that cannot pick one themselves, a port. Ours and Caddy pick a free port (port 0)
+# and say which on stdout; nginx and the first server get one picked here (needs_port), nginx's
+# written into its configuration. To add a server: a line here, and its id in COMPARED_SERVERS.
 
 server_command() {
-  local id=$1 dir=$2
+  local id=$1 dir=$2 port=${3:-PORT}
   case $id in
     main) printf '%s\n' ./main --port 0 ;;
     main_async) printf '%s\n' ./main_async --port 0 ;;
@@ -220,6 +236,8 @@ server_command() {
     step_buffers) printf '%s\n' ./main_async --port 0 --log-requests ;;
     buffer_1024) printf '%s\n' ./main_async --port 0 --buffer-size 1024 ;;
     buffer_8192) printf '%s\n' ./main_async --port 0 --buffer-size 8192 ;;
+    # Chapter 2's server: the port is its only argument, and it prints "Listening on URL".
+    first_server) printf '%s\n' ./first_server "$port" ;;
     # The idle scenario: room for every connection, and none closed for being idle meanwhile.
     idle_main_async | idle_main_epoll)
       printf '%s\n' "./${id#idle_}" --port 0 --max-connections $((IDLE_CONNECTIONS + 1000)) --timeout-ms "$IDLE_TIMEOUT_MS" ;;
@@ -231,6 +249,10 @@ readonly COMPARED_SERVERS="main main_async main_epoll caddy nginx"
 
 server_label() {
   case $1 in caddy) echo Caddy ;; *) echo "$1" ;; esac
+}
+
+needs_port() {
+  case $1 in nginx | first_server) return 0 ;; *) return 1 ;; esac
 }
 
 # Which servers log one line per request: their stderr goes to /dev/null, not to a file.
@@ -282,16 +304,15 @@ server_failed() {
 
 start_server() {
   local id=$1
-  local dir="$work_dir/$id" url="" command=() errors
+  local dir="$work_dir/$id" url="" command=() errors port=""
   mkdir -p "$dir"
+  if needs_port "$id"; then port=$(pick_free_port); fi
   if [ "$id" = nginx ]; then
-    local port
-    port=$(pick_free_port)
     mkdir -p "$dir/temp"
     nginx_config "$dir" "$port" "$nginx_connections" >"$dir/nginx.conf"
     url="http://127.0.0.1:$port/"
   fi
-  mapfile -t command < <(server_command "$id" "$dir")
+  mapfile -t command < <(server_command "$id" "$dir" "$port")
   command=("${server_cpus[@]}" "${command[@]}")
   SERVER_COMMAND[$id]=$(shell_words "${command[@]}")
   SERVER_COMMAND[$id]=${SERVER_COMMAND[$id]//$dir/DIR}
@@ -649,6 +670,11 @@ scenario_rows() {
         done
       done
       ;;
+    first)
+      row first_server "$connections" keep-alive "first_server (chapter 2)" "first_server"
+      row main "$connections" keep-alive "main" "main"
+      row main_async "$connections" keep-alive "main_async" "main_async"
+      ;;
     idle)
       for id in idle_main_async idle_main_epoll caddy nginx; do
         row "$id" "$IDLE_CONNECTIONS" idle "$(server_label "${id#idle_}")" "$(server_label "${id#idle_}")"
@@ -665,6 +691,7 @@ scenario_title() {
     churn) echo "Churn: a new connection per request (Connection: close)" ;;
     scaling) echo "Scaling: connections $(scaling_levels | sed 's/ /, /g')" ;;
     idle) echo "Idle: memory with $IDLE_CONNECTIONS idle keep-alive connections held open" ;;
+    first) echo "The first server: tutorial/code/first_server.cpp beside main and main_async, wrk -t$threads -c$connections -d$duration" ;;
   esac
 }
 
@@ -674,7 +701,7 @@ scaling_levels() {
 
 selected_scenarios() {
   local scenario
-  for scenario in ${ALL_SCENARIOS//,/ }; do
+  for scenario in ${KNOWN_SCENARIOS//,/ }; do
     [[ ,$scenarios, == *,"$scenario",* ]] && echo "$scenario"
   done
   return 0
@@ -743,7 +770,9 @@ print_plan() {
     done < <(scenario_rows "$scenario")
     echo
   done
-  [ -n "$(nginx_binary)" ] || echo "nginx is not installed yet: the real run installs it, as it does wrk and caddy."
+  if runs_server nginx && [ -z "$(nginx_binary)" ]; then
+    echo "nginx is not installed yet: the real run installs it, as it does wrk and caddy."
+  fi
 }
 
 print_idle_plan() {
@@ -807,6 +836,9 @@ main() {
   if $dry_run; then print_plan; return 0; fi
   ensure_tools
   make >&2
+  if runs_server first_server && [ ! -x first_server ]; then
+    fail "./first_server is missing: make builds it from tutorial/code/first_server.cpp (chapter 2)"
+  fi
   work_dir=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
   trap finish EXIT
   trap 'echo "interrupted (Ctrl-C)" >>"$work_dir/failure"; exit 130' INT

@@ -241,6 +241,19 @@ Each row is a step of the tutorial, rebuilt from the shipped binaries by flags:
 EOF
 }
 
+first_text() {
+  cat <<'EOF'
+`./first_server PORT` is chapter 2's server, tutorial/code/first_server.cpp as `make` builds it:
+one connection at a time, one read, a fixed answer, close. Its answer has no `Connection: close`,
+so wrk takes the connection to be kept alive, finds it closed when it reads for the next
+response, counts a read error and connects again: expect about one socket error per request.
+Requests/s counts complete responses only. main (one request per connection, then close, saying
+so; each request logged to /dev/null) and main_async (keep-alive, a thread per connection) take
+turns with it, round by round.
+
+EOF
+}
+
 # Every measured run, for whoever wants to check a median or a flag.
 every_run_table() {
   [ -s "$work_dir/runs.tsv" ] || return 0
@@ -256,7 +269,9 @@ every_run_table() {
 
 # ---- The machine and the method ----
 
+# The first line a tool prints about itself, or "not installed" (a run without Caddy or nginx).
 first_line() {
+  if ! command -v "$1" >/dev/null 2>&1; then echo "not installed"; return 0; fi
   "$@" 2>&1 | head -n 1 || true
 }
 
@@ -283,7 +298,7 @@ cpu_count() {
 source_version() {
   local commit changed
   commit=$(git rev-parse --short HEAD 2>/dev/null) || { echo "not a git checkout"; return; }
-  changed=$(git status --porcelain -- main.cpp main_async.cpp tutorial/code/main_epoll.cpp Makefile | awk '{ print $2 }' | tr '\n' ' ')
+  changed=$(git status --porcelain -- main.cpp main_async.cpp tutorial/code/main_epoll.cpp tutorial/code/first_server.cpp Makefile | awk '{ print $2 }' | tr '\n' ' ')
   echo "$commit${changed:+ with uncommitted changes to ${changed% }}"
 }
 
@@ -457,6 +472,7 @@ write_report() {
     case $scenario in
       idle) idle_text; idle_table ;;
       ladder) ladder_text; scenario_table "$scenario" ;;
+      first) first_text; scenario_table "$scenario" ;;
       *) scenario_table "$scenario" ;;
     esac
   done <"$work_dir/scenarios.tsv"
