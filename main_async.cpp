@@ -59,18 +59,24 @@ namespace {
 // ---- Configuration ----
 
 // ANCHOR: config
+// ANCHOR: buffer_size
 constexpr std::size_t kDefaultBufferSize = 4096;  // tuned from 1024: fits typical request heads
 constexpr std::size_t kMinBufferSize = 64;        // --buffer-size: at least a short request line
+// ANCHOR_END: buffer_size
 constexpr int kListenBacklog = 1024;  // connections the kernel queues until accept() takes them
 constexpr int kDefaultPort = 8000;
+// ANCHOR: idle_timeout
 constexpr int kDefaultTimeoutMs = 5000;              // idle keep-alive connections close after this
+// ANCHOR_END: idle_timeout
 constexpr std::uint64_t kDefaultMaxBody = 1 << 20;   // 1 MiB: the echo keeps the body in memory
 constexpr std::uint64_t kMinBodyRate = 64 * 1024;    // bytes/s: a body's deadline grows by 1 s per 64 KiB
 constexpr std::size_t kKeptBodyCapacity = 64 * 1024;  // whole pages; beyond it, body memory goes back
+// ANCHOR: server_limits
 constexpr std::uint64_t kDefaultBodyMemory = 64 << 20;  // 64 MiB for all bodies at once; beyond it, 503
 constexpr int kDefaultShutdownTimeoutMs = 3000;      // after a stop, responses under way get this long
 constexpr std::size_t kDefaultMaxConnections = 10000;  // back-pressure: beyond this, accept waits
 constexpr std::size_t kThreadStackSize = 256 * 1024;  // a connection uses a few KiB of stack; 8 MiB is the default
+// ANCHOR_END: server_limits
 constexpr auto kLingerTime = std::chrono::milliseconds(500);  // see linger_before_close()
 
 using Clock = std::chrono::steady_clock;  // never jumps, unlike the wall clock: for timeouts
@@ -1105,6 +1111,7 @@ class StopSignal {
 // ---- Thread group ----
 
 // ANCHOR: thread_group
+// ANCHOR: group_class
 // Runs each task on a thread of its own, like Zig's std.Io.Group: spawn() starts one,
 // cancel() asks them all to stop, wait_for() waits for them to finish.
 //
@@ -1125,6 +1132,7 @@ class ThreadGroup {
     std::unique_lock lock(mutex_);
     changed_.wait(lock, [this] { return running_ == 0; });
   }
+// ANCHOR_END: group_class
 
   // ANCHOR: wait_for_room
   // Back-pressure: waits up to `timeout` for fewer than `limit` tasks to be running.
@@ -1199,12 +1207,14 @@ class ThreadGroup {
   }
   // ANCHOR_END: finish
 
+  // ANCHOR: group_state
   const std::size_t limit_;
   std::mutex mutex_;
   std::condition_variable changed_;
   std::size_t running_ = 0;  // tasks started and not yet finished
   std::stop_source stop_;
 };
+// ANCHOR_END: group_state
 // ANCHOR_END: thread_group
 
 // ---- Server ----
@@ -1405,6 +1415,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
       auto bytes = take_number(0, std::uint64_t{1} << 40);
       if (!bytes) return invalid();
       options.limits.max_body = *bytes;
+    // ANCHOR: async_flags
     } else if (flag == "--buffer-size") {
       auto bytes = take_number(kMinBufferSize, std::size_t{1} << 24);
       if (!bytes) return invalid();
@@ -1425,6 +1436,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
       options.keep_alive = false;
     } else if (flag == "--log-requests" && !has_value) {
       options.log_requests = true;
+      // ANCHOR_END: async_flags
     } else {
       std::fprintf(stderr, "unknown option: %s\n", argv[i]);
       return std::nullopt;
