@@ -173,6 +173,7 @@ Socket accept_connection(const Socket& listener) {
 // ANCHOR_END: accept_connection
 
 // ANCHOR: input
+// ANCHOR: input_class
 // What Input::receive() brought. Again: nothing yet (the socket would have to wait); Ended:
 // the client closed or reset the connection.
 enum class Received { Data, Again, NoRoom, Ended };
@@ -184,6 +185,7 @@ class Input {
  public:
   Input() = default;
   explicit Input(std::span<char> buffer) : buffer_(buffer) {}
+  // ANCHOR_END: input_class
 
   std::string_view buffered() const { return {buffer_.data() + start_, end_ - start_}; }
   void consume(std::size_t n) { start_ += n; }
@@ -200,6 +202,7 @@ class Input {
   }
   void release() { kept_ = 0; }
 
+  // ANCHOR: input_receive
   // Whether receive() could append a byte: false when kept and unconsumed bytes fill the buffer.
   bool has_room() {
     make_room();
@@ -218,6 +221,7 @@ class Input {
       return got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? Received::Again : Received::Ended;
     }
   }
+  // ANCHOR_END: input_receive
 
  private:
   void make_room() {  // as Reader's
@@ -238,6 +242,7 @@ class Input {
 // ANCHOR_END: input
 
 // ANCHOR: writer
+// ANCHOR: writer_class
 // What Writer::send() managed. Partly: the socket took some, the rest waits for room (EPOLLOUT).
 enum class Sent { All, Partly, Failed };
 
@@ -260,6 +265,7 @@ class Writer {
     std::memcpy(buffer_.data() + used_, bytes.data(), bytes.size());
     used_ += bytes.size();
   }
+  // ANCHOR_END: writer_class
 
   void write_number(std::uint64_t value) {
     char digits[20];
@@ -267,6 +273,7 @@ class Writer {
     write({digits, static_cast<std::size_t>(end - digits)});
   }
 
+  // ANCHOR: writer_send
   bool empty() const { return sent_ == used_ && tail_.empty(); }
 
   // One writev() of the buffered bytes and the tail, again while the socket takes everything
@@ -292,6 +299,7 @@ class Writer {
   std::size_t sent_ = 0;  // of those, bytes the socket has taken
   std::string_view tail_;  // a body sent from where it is, after the buffer
 };
+// ANCHOR_END: writer_send
 // ANCHOR_END: writer
 
 // ---- HTTP layer ----
@@ -1214,6 +1222,7 @@ void refuse_connection(const Socket& connection) {
 // ANCHOR_END: refuse
 
 // ANCHOR: worker
+// ANCHOR: worker_class
 // One event loop on one thread: it accepts connections from the shared listener and serves
 // them, each one as far as its bytes allow, never waiting on any one of them.
 class Worker {
@@ -1231,6 +1240,7 @@ class Worker {
     free_.append(closed_);
     while (Connection* c = free_.pop()) delete c;
   }
+  // ANCHOR_END: worker_class
 
   // ANCHOR: worker_run
   // How a worker's loop ended.
@@ -1274,6 +1284,7 @@ class Worker {
   // ANCHOR_END: worker_run
 
  private:
+  // ANCHOR: watch
   static inline char kListenerMark, kStopMark;  // their addresses tag the two descriptors that are not connections
 
   bool watch(int fd, void* mark, std::uint32_t events, int operation = EPOLL_CTL_ADD) {
@@ -1282,7 +1293,9 @@ class Worker {
     event.data.ptr = mark;
     return ::epoll_ctl(epoll_.fd(), operation, fd, &event) == 0;
   }
+  // ANCHOR_END: watch
 
+  // ANCHOR: wait_ms
   // How long epoll_wait may sleep: until the first deadline (rounded up, so that it has passed
   // on waking), or while accepting is paused, at most until it resumes.
   int wait_ms() const {
@@ -1294,6 +1307,7 @@ class Worker {
     auto left = std::chrono::ceil<std::chrono::milliseconds>(*until - Clock::now()).count();
     return static_cast<int>(std::clamp<long long>(left, 0, 24 * 3600 * 1000));
   }
+  // ANCHOR_END: wait_ms
 
   // ANCHOR: accept
   // The listener is in every worker's epoll with EPOLLEXCLUSIVE: a new connection wakes one
@@ -1340,6 +1354,7 @@ class Worker {
   // ANCHOR_END: accept
 
   // ANCHOR: serve
+  // ANCHOR: serve_event
   // A connection is ready: it has bytes for us, or room for ours, or has gone.
   void serve(Connection& c) {
     switch (c.phase) {
@@ -1375,7 +1390,9 @@ class Worker {
     c.phase = Phase::Reading;
     return true;
   }
+  // ANCHOR_END: serve_event
 
+  // ANCHOR: advance
   // Uses the bytes buffered so far: a request, or several pipelined ones, as far as they go.
   void advance(Connection& c) {
     while (c.phase == Phase::Reading) {
@@ -1410,6 +1427,7 @@ class Worker {
     c.linger_after_sending = request.keep_alive || response.status >= Status::BadRequest || !c.input.buffered().empty();
     send(c);
   }
+  // ANCHOR_END: advance
   // ANCHOR_END: serve
 
   // ANCHOR: send
@@ -1517,6 +1535,7 @@ class Worker {
   }
   // ANCHOR_END: stop
 
+  // ANCHOR: close
   void release_buffers(Connection& c) {
     if (c.buffers != nullptr) pool_.give_back(std::exchange(c.buffers, nullptr));
     c.input = Input();
@@ -1534,6 +1553,7 @@ class Worker {
     slots_.give_back();
     if (!accepting_ && !stopping_) start_accepting();  // a slot is free again
   }
+  // ANCHOR_END: close
 
   const Options& options_;
   const Socket& listener_;
