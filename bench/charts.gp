@@ -30,14 +30,20 @@ set bmargin 5
 lines(s) = strstrt(s, "|") > 0 ? s[1:strstrt(s, "|") - 1] . "\n" . lines(s[strstrt(s, "|") + 1:*]) : s
 
 if (kind eq "scenarios") {
-  servers = (words(system("head -n 1 '" . data . "' | cut -f 2- | tr '\\t' ' '"))) / 3
+  names = system("head -n 1 '" . data . "' | cut -f 2- | tr '\\t' ' '")
+  servers = words(names) / 3
+  # One colour per server, the same in every report's chart.
+  colour(name) = name eq "main" ? "#9b30d9" : name eq "main_async" ? "#2aa87e" : \
+                 name eq "main_epoll" ? "#64b5e8" : name eq "Caddy" ? "#eba72a" : \
+                 name eq "nginx" ? "#ede15b" : name eq "first_server" ? "#d9534f" : "#999999"
   set title title . "\nbar: median; whisker: lowest to highest round; dot: one round"
   set ylabel "requests/s"
   set style data histograms
   set style histogram errorbars gap 1 lw 1.5
   set boxwidth 0.9 relative
   # Bar s of n in cluster g sits at x = g + (s - (n+1)/2) / (n + gap).
-  plot for [s = 1:servers] data using 3 * s - 1:3 * s:3 * s + 1:xtic(1) title columnheader(3 * s - 1), \
+  plot for [s = 1:servers] data using 3 * s - 1:3 * s:3 * s + 1:xtic(1) \
+         lc rgb colour(word(names, 3 * s - 2)) title columnheader(3 * s - 1), \
        rounds using ($1 + ($2 - (servers + 1) / 2.0) / (servers + 1)):3 \
          with points pt 7 ps 0.6 lc rgb "black" title "one round"
 } else {

@@ -103,18 +103,25 @@ rebuild_runs() {
   '
 }
 
-# The report's chart section, from its heading to the next, replaced by CHARTS (Markdown).
+# The report's chart section, from its heading to the next, replaced by CHARTS (Markdown). What
+# the section had after its charts, from the first paragraph of prose on (a chart drawn with
+# --only, and the words around it), stays, after the new charts.
 rewrite_chart_section() {
   local charts=$1 updated="$work_dir/report.md"
   awk -v charts="$charts" '
+    function end_section() { printf "%s", kept; skipping = 0 }
     /^## Charts?$/ {
       print "## Charts"; print ""
       print "Drawn again by `bench/redraw.sh` from the \"Every run\" table below."; print ""
       printf "%s", charts
       skipping = 1; next
     }
-    skipping && /^## / { skipping = 0 }
-    !skipping
+    skipping && /^## / { end_section() }
+    skipping {
+      if (kept == "" && ($0 == "" || $0 ~ /^!\[/ || $0 ~ /^(Drawn again|Chart skipped)/)) next
+      kept = kept $0 "\n"; next
+    }
+    { print }
   ' "$report" >"$updated"
   cat "$updated" >"$report"
 }
