@@ -307,9 +307,10 @@ inline Result process(const std::string& markdown, const fs::path& chapter_dir, 
 //
 // A code line is a line that is neither blank, a comment, nor an ANCHOR marker. Of the base
 // server (main.cpp) every code line counts; of the later servers, the code lines in which they
-// differ from it (the lines a line-by-line longest common subsequence does not match). A block
-// that shows mostly lines already shown (a line of a later server matched to main.cpp counts
-// as main.cpp's) is a repeat, allowed only when marked `again`, and only a few times.
+// differ from it (the lines a line-by-line longest common subsequence does not match). A line
+// the same as one in an earlier server (matched the same way) is that line: shown if that one
+// is. A block that shows mostly lines already shown is a repeat, allowed only when marked
+// `again`, and only a few times.
 
 struct Limits {
   std::vector<std::string> sources = {"main.cpp", "main_async.cpp", "tutorial/code/main_epoll.cpp"};
@@ -404,14 +405,28 @@ inline Coverage check_coverage(const std::vector<Chapter>& chapters, const fs::p
     if (!lines.count(path)) lines[path] = split_lines(read_file(root / path).value_or(""));
     return lines[path];
   };
-  const std::string& base = limits.sources.front();
   std::map<std::string, std::vector<std::optional<std::size_t>>> matched;  // later source -> its lines in base
+  // A line's twin: the same line in an earlier source (the base first), by the same matching.
+  std::map<std::string, std::vector<std::optional<std::pair<std::string, std::size_t>>>> twin;
   for (std::size_t k = 1; k < limits.sources.size(); ++k) {
-    matched[limits.sources[k]] = match_lines(source(base), source(limits.sources[k]));
+    const std::string& later = limits.sources[k];
+    twin[later].resize(source(later).size());
+    for (std::size_t j = 0; j < k; ++j) {
+      auto match = match_lines(source(limits.sources[j]), source(later));
+      if (j == 0) matched[later] = match;
+      for (std::size_t i = 0; i < match.size(); ++i) {
+        if (match[i] && !twin[later][i]) twin[later][i] = std::make_pair(limits.sources[j], *match[i]);
+      }
+    }
   }
-  // What a line is, for repeats: a later server's line matched to the base is the base's line.
-  auto identity = [&](const std::string& path, std::size_t i) {
-    if (auto m = matched.find(path); m != matched.end() && m->second[i]) return base + ":" + std::to_string(*m->second[i]);
+  // What a line is, for repeats and for what counts as shown: a later server's line with a twin
+  // in an earlier one is that line. A reader who has seen it has seen it.
+  auto identity = [&](std::string path, std::size_t i) {
+    for (auto t = twin.find(path); t != twin.end() && t->second[i]; t = twin.find(path)) {
+      auto [earlier, line] = *t->second[i];
+      path = earlier;
+      i = line;
+    }
     return path + ":" + std::to_string(i);
   };
 
@@ -484,7 +499,7 @@ inline Coverage check_coverage(const std::vector<Chapter>& chapters, const fs::p
       if (!is_code_line(text[i]) || is_anchor_line(text[i])) continue;
       if (m != matched.end() && m->second[i]) continue;  // the same as a line of the base
       ++result.counted;
-      if (mark[i]) ++result.shown;
+      if (mark[i] || first_shown.count(identity(path, i))) ++result.shown;
       else ++result.not_shown[region[i]];
     }
     double percent = result.counted ? 100.0 * result.shown / result.counted : 100.0;

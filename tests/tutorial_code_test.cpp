@@ -189,6 +189,18 @@ TEST_F(TutorialCoverage, AShownRegionShownAgainIsARepeatEvenFromALaterServer) {
   EXPECT_TRUE(mentions(needless, "marked 'again' but shows mostly new lines"));
 }
 
+TEST_F(TutorialCoverage, ALineAThirdServerTakesFromTheSecondIsShownWithIt) {
+  write("third.cpp", "int a;\nint e;\nint f;\nint g;\n");  // a from base.cpp, e f from later.cpp
+  limits_.sources = {"base.cpp", "later.cpp", "third.cpp"};
+  auto c = cover({{"01.md", block("later.cpp own")}});
+  ASSERT_EQ(c.sources.size(), 3u);
+  EXPECT_EQ(c.sources[2].counted, 3u);  // e f g differ from base.cpp
+  EXPECT_EQ(c.sources[2].shown, 2u);    // e f were shown as later.cpp's
+  EXPECT_EQ(c.sources[2].not_shown.at("outside any region"), 1u);
+  auto again = cover({{"01.md", block("later.cpp own")}, {"02.md", block("third.cpp")}});
+  EXPECT_FALSE(mentions(again, "third.cpp shows again"));  // 2 of its 4 lines are old: not more than half
+}
+
 TEST_F(TutorialCoverage, AtMostSoManyDeliberateRepeats) {
   limits_.max_repeats = 1;
   auto c = cover({{"01.md", block("base.cpp one") + block("base.cpp one again") + block("base.cpp one again")}});
