@@ -1,7 +1,8 @@
 # Three HTTP/1.1 servers, their tests, and the tools around them.
 #
 #   make              build ./main (blocking), ./main_async (thread group) and, on Linux,
-#                     ./main_epoll (event loop, from tutorial/code/main_epoll.cpp)
+#                     ./main_epoll (event loop, from tutorial/code/main_epoll.cpp); also
+#                     ./first_server, the tutorial's first 50 lines (chapter 2)
 #   make run          build and start main_async on 127.0.0.1:8000 (another port: make run PORT=8001)
 #   make run-blocking build and start main on 127.0.0.1:8000 (PORT=... too)
 #   make run-epoll    build and start main_epoll on 127.0.0.1:8000 (PORT=... too; Linux)
@@ -68,6 +69,28 @@ run-blocking: all
 
 run-epoll: all
 	./main_epoll --host 127.0.0.1 --port $(PORT)
+
+# ---- the first server (tutorial chapter 2) ----
+
+# tutorial/code/first_server.cpp: socket, bind, listen, accept, one read, a fixed answer, close.
+# `make` builds it beside the others; `make test` runs tests/first_server_test.cpp, which checks
+# that it breaks the way chapter 2 says (a split request, a POST body, pipelining, a silent
+# client, Ctrl-C and a restart). Plain POSIX: it builds on macOS too; its test is Linux's.
+all: $(OUT)/first_server
+
+$(OUT)/first_server: tutorial/code/first_server.cpp
+	@mkdir -p $(OUT)
+	$(CXX) $(CXXFLAGS) -o $@ $<
+
+$(BUILD)/first_server_tests: tests/first_server_test.cpp tests/test_support.hpp tests/server_tests.hpp
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXXFLAGS) -o $@ tests/first_server_test.cpp $(TEST_LIBS)
+
+.PHONY: test-first-server
+test-first-server: $(OUT)/first_server $(BUILD)/first_server_tests
+	SERVER_DIR=$(abspath $(OUT)) $(BUILD)/first_server_tests --gtest_brief=1
+
+test-only: test-first-server
 
 # ---- the tutorial ----
 
@@ -244,4 +267,4 @@ ensure-gtest:
 		|| tests/ensure-packages.sh libgtest-dev
 
 clean:
-	rm -rf main main_async main_epoll build
+	rm -rf main main_async main_epoll first_server build
