@@ -76,10 +76,12 @@ constexpr std::size_t kKeptBodyCapacity = 64 * 1024;  // whole pages; beyond it,
 constexpr std::uint64_t kDefaultBodyMemory = 64 << 20;  // 64 MiB for all bodies at once; beyond it, 503
 constexpr int kDefaultShutdownTimeoutMs = 3000;      // after a stop, responses under way get this long
 constexpr std::size_t kDefaultMaxConnections = 10000;  // back-pressure: beyond this, accept waits
+// ANCHOR: epoll_config
 constexpr int kMaxEvents = 512;                // ready connections one epoll_wait may hand a worker
 constexpr std::size_t kPooledBuffersKept = 1024;  // per worker; beyond it, buffers given back are freed
 constexpr auto kAcceptPause = std::chrono::milliseconds(100);  // at --max-connections, or out of descriptors
 constexpr auto kLingerTime = std::chrono::milliseconds(500);   // see Worker::linger()
+// ANCHOR_END: epoll_config
 
 using Clock = std::chrono::steady_clock;  // never jumps, unlike the wall clock: for timeouts
 using Deadline = Clock::time_point;
@@ -1313,7 +1315,7 @@ class Worker {
   // The listener is in every worker's epoll with EPOLLEXCLUSIVE: a new connection wakes one
   // worker that is waiting, not all of them. Not evenly, though: the first waiting worker in
   // the listener's queue wakes, so one that waits while a burst of clients arrives can take
-  // them all (a listener per worker with SO_REUSEPORT would spread them; see chapter 11). One
+  // them all (a listener per worker with SO_REUSEPORT would spread them; see chapter 13). One
   // accept per wake-up; if more are queued, epoll says so again.
   bool start_accepting() {
     accepting_ = watch(listener_.fd(), &kListenerMark, EPOLLIN | EPOLLEXCLUSIVE);
@@ -1555,6 +1557,7 @@ class Worker {
   }
   // ANCHOR_END: close
 
+  // ANCHOR: worker_fields
   const Options& options_;
   const Socket& listener_;
   ConnectionSlots& slots_;
@@ -1570,6 +1573,7 @@ class Worker {
   bool stopping_ = false;
   Deadline shutdown_deadline_;
   std::array<char, 4096> discard_;  // what lingering connections read, unread
+  // ANCHOR_END: worker_fields
 };
 // ANCHOR_END: worker
 
@@ -1656,9 +1660,11 @@ constexpr std::string_view kHelp =
     "  --shutdown-timeout-ms N  after SIGINT/SIGTERM, how long responses under way may take\n"
     "                   before the server exits without them (default 3000); a second signal\n"
     "                   exits at once\n"
+    // ANCHOR: usage_flags
     "  --workers N      event loops, one thread each (default: one per online CPU)\n"
     "  --no-keepalive   close every connection after one response\n"
     "  --log-requests   print one line per request to stderr\n"
+    // ANCHOR_END: usage_flags
     "  --help           show this help\n";
 // ANCHOR_END: usage
 
@@ -1732,10 +1738,12 @@ std::optional<Options> parse_options(int argc, char** argv) {
       auto ms = take_number(0, 24 * 3600 * 1000);
       if (!ms) return invalid();
       options.shutdown_timeout = std::chrono::milliseconds(*ms);
+    // ANCHOR: parse_workers
     } else if (flag == "--workers") {
       auto count = take_number(1, 1024);
       if (!count) return invalid();
       options.workers = static_cast<unsigned>(*count);
+      // ANCHOR_END: parse_workers
     } else if (flag == "--no-keepalive" && !has_value) {
       options.keep_alive = false;
     } else if (flag == "--log-requests" && !has_value) {
