@@ -156,7 +156,7 @@ test: ensure-compiler ensure-gtest
 
 # The chapters do not change with the build, so the sanitizer passes do not check them again.
 test-only: $(SERVERS) $(TEST_BINARIES)
-	$(if $(SANITIZE),,$(BUILD)/tutorial_code --check $(CHAPTERS))
+	$(if $(SANITIZE),,$(BUILD)/tutorial_code --check --coverage $(CHAPTERS))
 	$(BUILD)/unit_tests --gtest_brief=1
 	$(if $(SANITIZE),,$(BUILD)/alloc_test --gtest_brief=1)
 	$(if $(SANITIZE),,$(if $(EPOLL),$(BUILD)/alloc_test_epoll --gtest_brief=1))
