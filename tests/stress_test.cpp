@@ -719,7 +719,12 @@ TEST(Memory, MainAsyncAnswers503WhenNoThreadCanBeStarted) {
   ASSERT_TRUE(response) << "received " << refused.unread() << (refused.peer_closed() ? ", then EOF" : "");
   EXPECT_EQ(response->status, 503);
   EXPECT_EQ(response->header("Retry-After"), "1");
-  EXPECT_NE(server.stderr_text().find("cannot start a thread"), std::string::npos) << server.stderr_text();
+  // The line is written before the 503, but read from the pipe by another thread: wait for it.
+  const auto said = [&server] { return server.stderr_text().find("cannot start a thread") != std::string::npos; };
+  for (auto give_up = std::chrono::steady_clock::now() + kPatience; !said() && std::chrono::steady_clock::now() < give_up;) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(said()) << server.stderr_text();
   ASSERT_TRUE(limit_address_space(server.pid(), RLIM_INFINITY));
   std::this_thread::sleep_for(150ms);  // the accept loop's pause after a failure
   expect_still_serving(server);
