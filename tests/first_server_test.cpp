@@ -9,9 +9,7 @@
 
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -35,8 +33,8 @@ using test_support::Fd;
 using test_support::kGet;
 using test_support::kHelloWorld;
 using test_support::millis;
-using test_support::Millis;
 using test_support::post_request;
+using test_support::ServerProcess;
 
 constexpr auto kPatience = 3s;  // for what should happen at once; a passing test never waits it out
 
@@ -59,103 +57,23 @@ std::uint16_t unused_port() {
   throw std::runtime_error("no unused port in 20000..30000");
 }
 
-// Runs SERVER_DIR/first_server PORT, as the chapter does. (test_support::ServerProcess passes
-// "--port 0", which the first server, taking nothing but a port number, does not understand.)
-class FirstServer {
- public:
-  explicit FirstServer(std::uint16_t port) : port_(port) {
-    int out[2], err[2];
-    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
-    stdout_ = Fd(out[0]);
-    stderr_ = Fd(err[0]);
-    Fd out_write(out[1]), err_write(err[1]);
-    const std::string path = test_support::server_path("first_server"), port_text = std::to_string(port);
-    char* const argv[] = {const_cast<char*>(path.c_str()), const_cast<char*>(port_text.c_str()), nullptr};
-    pid_ = ::fork();
-    if (pid_ < 0) throw std::runtime_error("fork");
-    if (pid_ == 0) {  // default signal handling (SIGINT is the point), and it dies with the test
-      for (int signal_number = 1; signal_number < NSIG; ++signal_number) ::signal(signal_number, SIG_DFL);
-      sigset_t none;
-      sigemptyset(&none);
-      ::sigprocmask(SIG_SETMASK, &none, nullptr);
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      ::dup2(out_write.get(), STDOUT_FILENO);
-      ::dup2(err_write.get(), STDERR_FILENO);
-      ::execv(path.c_str(), argv);
-      static constexpr char kExecFailed[] = "first_server_test: exec of first_server failed\n";
-      [[maybe_unused]] const ssize_t ignored = ::write(STDERR_FILENO, kExecFailed, sizeof kExecFailed - 1);
-      ::_exit(127);
-    }
-  }
-  FirstServer(const FirstServer&) = delete;
-  FirstServer& operator=(const FirstServer&) = delete;
-  ~FirstServer() {
-    if (exit_status_) return;
-    ::kill(pid_, SIGKILL);
-    wait_exit(kPatience);
-  }
+// Starts SERVER_DIR/first_server PORT in `server`, as the chapter runs it; with
+// `listening_line`, returns once it says it listens (and throws if it does not).
+ServerProcess& start_first_server(std::optional<ServerProcess>& server, std::uint16_t port,
+                                  ServerProcess::Readiness readiness = ServerProcess::Readiness::listening_line) {
+  return server.emplace("first_server", std::vector<std::string>{std::to_string(port)}, readiness, kPatience,
+                        ServerProcess::Port::in_args);
+}
 
-  std::uint16_t port() const { return port_; }
-  void signal(int signal_number) const { ::kill(pid_, signal_number); }
-
-  // What it printed on stdout, up to the first line break (or its exit, or `timeout`).
-  std::string first_line(Millis timeout = kPatience) {
-    const auto deadline = Clock::now() + timeout;
-    while (out_text_.find('\n') == std::string::npos && read_some(stdout_, out_text_, deadline)) {
-    }
-    return out_text_.substr(0, out_text_.find('\n'));
-  }
-
-  // The exit status (128 + N if signal N ended it), or nullopt if it still runs after `timeout`.
-  std::optional<int> wait_exit(Millis timeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (!exit_status_) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      } else if (Clock::now() >= deadline) {
-        return std::nullopt;
-      } else {
-        std::this_thread::sleep_for(5ms);
-      }
-    }
-    return exit_status_;
-  }
-
-  // Everything it printed on stderr; call once it has exited.
-  std::string stderr_text() {
-    while (read_some(stderr_, err_text_, Clock::now() + kPatience)) {
-    }
-    return err_text_;
-  }
-
- private:
-  static bool read_some(const Fd& pipe, std::string& text, Clock::time_point deadline) {
-    if (!test_support::poll_until(pipe.get(), POLLIN, deadline)) return false;
-    char buffer[4096];
-    const ssize_t count = ::read(pipe.get(), buffer, sizeof buffer);
-    if (count <= 0) return false;
-    text.append(buffer, static_cast<std::size_t>(count));
-    return true;
-  }
-
-  std::uint16_t port_;
-  pid_t pid_ = -1;
-  std::optional<int> exit_status_;
-  Fd stdout_, stderr_;
-  std::string out_text_, err_text_;
-};
-
-// A first server on an unused port, once it says it listens.
+// A first server on an unused port, once it says it listens there.
 class FirstServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_.emplace(unused_port());
-    ASSERT_EQ(server_->first_line(), "Listening on http://127.0.0.1:" + std::to_string(server_->port()))
-        << "stderr: " << (server_->wait_exit(0ms) ? server_->stderr_text() : "(still running)");
+    const std::uint16_t port = unused_port();
+    ASSERT_EQ(start_first_server(server_, port).port(), port);
   }
-  FirstServer& server() { return *server_; }
-  std::optional<FirstServer> server_;
+  ServerProcess& server() { return *server_; }
+  std::optional<ServerProcess> server_;
 };
 
 void expect_hello_world(const std::optional<test_support::Response>& response, const Client& client) {
@@ -253,10 +171,11 @@ TEST_F(FirstServerTest, CannotRestartOnThePortRightAfterServingAConnection) {
   server().signal(SIGINT);
   ASSERT_EQ(server().wait_exit(kPatience), 128 + SIGINT);
 
-  FirstServer again(server().port());
-  EXPECT_EQ(again.wait_exit(kPatience), 1);
-  EXPECT_EQ(again.stderr_text(), "bind: Address already in use\n");
-  EXPECT_EQ(again.first_line(), "") << "it must not say it listens";
+  std::optional<ServerProcess> again;
+  start_first_server(again, server().port(), ServerProcess::Readiness::none);
+  EXPECT_EQ(again->wait_exit(kPatience), 1);
+  EXPECT_EQ(again->stderr_text(), "bind: Address already in use\n");
+  EXPECT_EQ(again->stdout_text(), "") << "it must not say it listens";
 }
 
 // The same restart works when it served nobody: it is the connection's TIME_WAIT, not the
@@ -264,8 +183,8 @@ TEST_F(FirstServerTest, CannotRestartOnThePortRightAfterServingAConnection) {
 TEST_F(FirstServerTest, RestartsOnThePortWhenItServedNobody) {
   server().signal(SIGINT);
   ASSERT_EQ(server().wait_exit(kPatience), 128 + SIGINT);
-  FirstServer again(server().port());
-  EXPECT_EQ(again.first_line(), "Listening on http://127.0.0.1:" + std::to_string(server().port()));
+  std::optional<ServerProcess> again;
+  EXPECT_EQ(start_first_server(again, server().port()).port(), server().port());
 }
 
 }  // namespace

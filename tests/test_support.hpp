@@ -430,13 +430,18 @@ class ServerProcess {
     none,            // the constructor returns at once (for runs that are expected to exit)
   };
 
+  enum class Port {
+    any,      // "--port 0" goes first: the kernel picks a free port, which port() reports
+    in_args,  // the arguments name it (the tutorial's first server takes a bare port number)
+  };
+
   // Throws std::runtime_error (with what the child printed) if the Listening line is not printed
   // within `startup_timeout`.
   explicit ServerProcess(std::string_view binary, std::vector<std::string> args = {},
                          Readiness readiness = Readiness::listening_line,
-                         Millis startup_timeout = std::chrono::seconds(5))
+                         Millis startup_timeout = std::chrono::seconds(5), Port port = Port::any)
       : binary_(binary) {
-    args.insert(args.begin(), {"--port", "0"});
+    if (port == Port::any) args.insert(args.begin(), {"--port", "0"});
     spawn(server_path(binary), args);
     collector_ = std::thread([this] { collect_output(); });
     if (readiness == Readiness::listening_line && !wait_for_listening_line(startup_timeout)) {
