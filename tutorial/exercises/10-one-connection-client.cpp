@@ -33,20 +33,13 @@
 
 namespace {
 
-// Owns a file descriptor, as the servers' Socket does.
-class Socket {
- public:
-  explicit Socket(int fd) : fd_(fd) {}
-  Socket(const Socket&) = delete;
-  Socket& operator=(const Socket&) = delete;
-  ~Socket() {
-    if (fd_ >= 0) ::close(fd_);
+// Closes the connection however main returns. A client holds one descriptor, for its whole
+// life: it needs no more of an owner than this.
+struct ClosesOnExit {
+  int fd;
+  ~ClosesOnExit() {
+    if (fd >= 0) ::close(fd);
   }
-  int fd() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-
- private:
-  int fd_;
 };
 
 // Connects to host:port; -1 (after saying why) when it cannot.
@@ -159,19 +152,20 @@ int main(int argc, char** argv) {
   }
   if (requests <= 0) return usage();
 
-  Socket connection(connect_to(host, port));
-  if (!connection) return 1;
+  const int fd = connect_to(host, port);
+  if (fd < 0) return 1;
+  const ClosesOnExit closes{fd};
   int one = 1;
   // Each request leaves at once, as the servers' responses do: Nagle would hold it back.
-  ::setsockopt(connection.fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   const std::string request = "GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n";
   std::string buffer;
 
   long responses = 0;
   const auto start = std::chrono::steady_clock::now();
   while (responses < requests) {
-    if (!send_all(connection.fd(), request)) break;
-    int status = read_response(connection.fd(), buffer);
+    if (!send_all(fd, request)) break;
+    int status = read_response(fd, buffer);
     if (status != 200) {
       if (status != 0) std::fprintf(stderr, "response %ld: status %d\n", responses + 1, status);
       break;
