@@ -137,6 +137,40 @@ $(BUILD)/fuzz_replay_epoll: tests/fuzz_epoll.cpp tutorial/code/main_epoll.cpp
 	@mkdir -p $(BUILD)
 	$(CXX) $(CXXFLAGS) -DFUZZ_REPLAY_MAIN -o $@ tests/fuzz_epoll.cpp
 
+# The build-along: chapters 3 to 6 have the reader type main.cpp's blocks, in the order shown,
+# into a server.cpp of their own (tests/tutorial_code.cpp, "Build-along"). tutorial_code --build
+# writes that file as it stands at the end of each chapter; each is built with the chapter's g++
+# line and checked by tests/steps_test.cpp. Chapter 6's, the whole blocking server in the order
+# the reader typed it, must also pass main's integration tests.
+STEPS := 03-tcp-layer 04-request-head 05-body-and-response 06-blocking-server
+STEP_SOURCES := $(wildcard tutorial/code/steps/*.cpp)
+STEP_FLAGS := -std=c++20 -Wall -Wextra -Werror
+
+$(BUILD)/steps/written: $(BUILD)/tutorial_code $(CHAPTERS) main.cpp $(STEP_SOURCES)
+	@mkdir -p $(BUILD)/steps
+	$(BUILD)/tutorial_code --check --build $(BUILD)/steps $(CHAPTERS) > /dev/null
+	@touch $@
+
+$(addprefix $(BUILD)/steps/,$(STEPS)): $(BUILD)/steps/%: $(BUILD)/steps/written
+	$(CXX) $(STEP_FLAGS) -o $@ $(BUILD)/steps/$*-server.cpp
+
+$(BUILD)/steps/06-blocking-server.dir/main: $(BUILD)/steps/06-blocking-server
+	@mkdir -p $(@D)
+	cp $< $@
+
+$(BUILD)/steps_tests: tests/steps_test.cpp tests/test_support.hpp tests/server_tests.hpp
+	@mkdir -p $(BUILD)
+	$(CXX) $(CXXFLAGS) -o $@ tests/steps_test.cpp $(TEST_LIBS)
+
+.PHONY: steps test-steps
+steps: $(addprefix $(BUILD)/steps/,$(STEPS))
+
+test-steps: $(addprefix $(BUILD)/steps/,$(STEPS)) $(BUILD)/steps/06-blocking-server.dir/main $(BUILD)/steps_tests \
+		$(BUILD)/integration_tests
+	SERVER_DIR=$(abspath $(BUILD)/steps) $(BUILD)/steps_tests --gtest_brief=1
+	SERVER_DIR=$(abspath $(BUILD)/steps/06-blocking-server.dir) $(BUILD)/integration_tests --gtest_brief=1 \
+		--gtest_filter='*/main'
+
 # Counts heap allocations by interposing malloc, which a sanitizer's own allocator forbids,
 # so it is built (and run) only without SANITIZE.
 $(BUILD)/alloc_test: tests/alloc_test.cpp main_async.cpp tests/test_support.hpp
@@ -229,7 +263,7 @@ $(BUILD)/exercises_test: tests/exercises_test.cpp tests/test_support.hpp tests/s
 test-exercises: $(SERVERS) $(EXERCISE_PATCHED) $(EXERCISE_DIR)/10-one-connection-client $(BUILD)/exercises_test
 	SERVER_DIR=$(abspath $(OUT)) EXERCISE_DIR=$(abspath $(EXERCISE_DIR)) $(BUILD)/exercises_test --gtest_brief=1
 
-test-only: $(if $(SANITIZE),,test-exercises)
+test-only: $(if $(SANITIZE),,test-exercises test-steps)
 
 ensure-patch:
 	@command -v patch >/dev/null 2>&1 || tests/ensure-packages.sh patch

@@ -18,6 +18,16 @@
 // Without a region name the marker shows the whole file. Paths are relative to --root (the
 // repository, by default the current directory).
 //
+// A build-along chapter also has the reader type the blocks into a file of their own. The marker
+//
+//   <!-- build: server.cpp main.cpp tutorial/code/steps -->
+//
+// stands for that file as it is at this point: every block shown so far (this chapter and the
+// ones before it, not the repeats) from the listed files or folders, one below the other in the
+// order shown, except that a block of a region named `main` replaces the previous one. With
+// `--build DIR` the tool writes it to DIR/<chapter>-server.cpp, and make test builds and runs it:
+// what the reader types, in the order the chapter shows it, must compile and work.
+//
 // Code in a chapter that is not in the project (a sketch, a broken variant) is fine, but the
 // reader must be told: a C++ fence without a marker needs "not in the project" in the line
 // before it. Relative links and images must point at files that exist.
@@ -50,7 +60,15 @@ struct Block {
   std::size_t line = 0;
 };
 
+// A build marker: the reader's file `name`, made of the blocks from `sources`, at `line`.
+struct Build {
+  std::string name;
+  std::vector<std::string> sources;
+  std::size_t line = 0;
+};
+
 struct Result {
+  std::vector<Build> builds;
   std::string text;  // the chapter with every marked block taken from the source
   std::vector<Block> blocks;
   std::vector<Problem> problems;
@@ -210,6 +228,24 @@ inline Result process(const std::string& markdown, const fs::path& chapter_dir, 
     const std::string& line = lines[i];
     std::string text = trim(line);
 
+    if (text.starts_with("<!-- build:") && text.ends_with("-->")) {
+      emit(line);
+      std::istringstream words(text.substr(11, text.size() - 11 - 3));
+      Build build;
+      build.line = i + 1;
+      words >> build.name;
+      for (std::string source; words >> source;) build.sources.push_back(source);
+      if (build.name.empty() || build.sources.empty()) {
+        problem(i, "a build marker is '<!-- build: FILE SOURCE... -->'");
+        continue;
+      }
+      for (const std::string& source : build.sources) {
+        if (!fs::exists(root / source)) problem(i, "build: no file or folder " + source);
+      }
+      result.builds.push_back(std::move(build));
+      continue;
+    }
+
     if (text.starts_with("<!-- include:") && text.ends_with("-->")) {
       emit(line);
       std::istringstream words(text.substr(13, text.size() - 13 - 3));
@@ -324,7 +360,53 @@ struct Chapter {
   std::string name;  // as given on the command line
   std::string markdown;
   std::vector<Block> blocks;
+  std::vector<Build> builds;
 };
+
+// ---- Build-along: the reader's own file at each build marker ----
+
+inline bool from_sources(const std::string& path, const std::vector<std::string>& sources) {
+  for (const std::string& source : sources) {
+    if (path == source || path.starts_with(source + "/")) return true;
+  }
+  return false;
+}
+
+// The file the reader has typed at `chapters[c].builds[b]`, or an error.
+inline std::optional<std::string> assemble(const std::vector<Chapter>& chapters, std::size_t c, std::size_t b,
+                                           const fs::path& root, std::string& error) {
+  const Build& build = chapters[c].builds[b];
+  std::vector<std::string> parts;
+  std::optional<std::size_t> main_part;
+  for (std::size_t k = 0; k <= c; ++k) {
+    for (const Block& block : chapters[k].blocks) {
+      if (k == c && block.line > build.line) break;
+      if (block.again || !from_sources(block.path, build.sources)) continue;
+      std::optional<std::string> source = read_file(root / block.path);
+      std::optional<std::string> code = source ? extract_region(*source, block.region, error) : std::nullopt;
+      if (!code) {
+        error = chapters[k].name + ":" + std::to_string(block.line) + ": " + block.path + " " + block.region + ": " +
+                (source ? error : "cannot read");
+        return std::nullopt;
+      }
+      if (block.region == "main" && main_part) {
+        parts[*main_part] = *code;
+      } else {
+        if (block.region == "main") main_part = parts.size();
+        parts.push_back(*code);
+      }
+    }
+  }
+  if (main_part && *main_part + 1 != parts.size()) {  // main stays last: blocks go above it
+    std::string code = parts[*main_part];
+    parts.erase(parts.begin() + static_cast<std::ptrdiff_t>(*main_part));
+    parts.push_back(code);
+  }
+  std::string text = "// " + build.name + " as the reader has it at " + chapters[c].name + ":" +
+                     std::to_string(build.line) + " (written by tutorial_code --build)\n";
+  for (const std::string& part : parts) text += "\n" + part;
+  return text;
+}
 
 struct SourceCoverage {
   std::string path;
@@ -527,9 +609,10 @@ inline Coverage check_coverage(const std::vector<Chapter>& chapters, const fs::p
 #ifndef TUTORIAL_CODE_NO_MAIN
 int main(int argc, char** argv) {
   namespace tc = tutorial_code;
-  const char* usage = "usage: tutorial_code (--check | --write) [--coverage] [--root DIR] CHAPTER.md...\n";
+  const char* usage = "usage: tutorial_code (--check | --write) [--coverage] [--build DIR] [--root DIR] CHAPTER.md...\n";
   bool write = false, mode_given = false, coverage = false;
   tc::fs::path root = ".";
+  std::optional<tc::fs::path> build_dir;
   std::vector<tc::fs::path> chapters;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -538,6 +621,8 @@ int main(int argc, char** argv) {
       mode_given = true;
     } else if (arg == "--coverage") {
       coverage = true;
+    } else if (arg == "--build" && i + 1 < argc) {
+      build_dir = argv[++i];
     } else if (arg == "--root" && i + 1 < argc) {
       root = argv[++i];
     } else if (arg == "--help") {
@@ -566,7 +651,7 @@ int main(int argc, char** argv) {
       continue;
     }
     tc::Result result = tc::process(*markdown, chapter.parent_path(), root);
-    read.push_back({chapter.string(), write ? result.text : *markdown, result.blocks});
+    read.push_back({chapter.string(), write ? result.text : *markdown, result.blocks, result.builds});
     included += result.included;
     sketches += result.sketches;
     if (write && result.text != *markdown) {
@@ -596,6 +681,23 @@ int main(int argc, char** argv) {
     for (const std::string& p : report.problems) {
       std::fprintf(stderr, "coverage: %s\n", p.c_str());
       ++problems;
+    }
+  }
+  if (build_dir) {
+    tc::fs::create_directories(*build_dir);
+    for (std::size_t c = 0; c < read.size(); ++c) {
+      for (std::size_t b = 0; b < read[c].builds.size(); ++b) {
+        std::string error;
+        std::optional<std::string> text = tc::assemble(read, c, b, root, error);
+        if (!text) {
+          std::fprintf(stderr, "build: %s\n", error.c_str());
+          ++problems;
+          continue;
+        }
+        tc::fs::path out = *build_dir / (tc::fs::path(read[c].name).stem().string() + "-" + read[c].builds[b].name);
+        std::ofstream(out, std::ios::binary) << *text;
+        std::printf("build: %s\n", out.c_str());
+      }
     }
   }
   std::printf("tutorial: %zu chapters, %d blocks from the source, %d marked not in the project", chapters.size(),
