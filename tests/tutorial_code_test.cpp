@@ -147,7 +147,7 @@ class TutorialCoverage : public TutorialCode {
   }
   tutorial_code::Coverage cover(std::vector<std::pair<std::string, std::string>> chapters) {
     std::vector<tutorial_code::Chapter> read;
-    for (auto& [name, markdown] : chapters) read.push_back({name, markdown, run(markdown).blocks});
+    for (auto& [name, markdown] : chapters) read.push_back({name, markdown, run(markdown).blocks, {}});
     return tutorial_code::check_coverage(read, root_, limits_);
   }
   static std::string block(const std::string& marker) { return "<!-- include: " + marker + " -->\n```cpp\n```\n"; }
@@ -229,3 +229,72 @@ TEST_F(TutorialCoverage, WhatIsNotShownMustBeListedInTheReadme) {
 }
 
 }  // namespace
+
+// ---- Build-along: the reader's file at a build marker ----
+
+class TutorialBuild : public TutorialCode {
+ protected:
+  void SetUp() override {
+    TutorialCode::SetUp();
+    write("lib.cpp",
+          "// ANCHOR: a\nint a;\n// ANCHOR_END: a\n"
+          "// ANCHOR: b\nint b;\n// ANCHOR_END: b\n"
+          "// ANCHOR: main\nint main() { return a + b; }\n// ANCHOR_END: main\n");
+    write("step.cpp", "// ANCHOR: main\nint main() { return a; }\n// ANCHOR_END: main\n");
+  }
+  // The file at the `b`-th build marker of the last chapter.
+  std::optional<std::string> build(const std::vector<std::string>& markdown, std::size_t b = 0) {
+    std::vector<tutorial_code::Chapter> chapters;
+    for (std::size_t k = 0; k < markdown.size(); ++k) {
+      auto result = run(markdown[k]);
+      for (const auto& p : result.problems) ADD_FAILURE() << p.line << ": " << p.message;
+      chapters.push_back({"c" + std::to_string(k) + ".md", markdown[k], result.blocks, result.builds});
+    }
+    std::string error;
+    auto text = tutorial_code::assemble(chapters, chapters.size() - 1, b, root_, error);
+    if (!text) ADD_FAILURE() << error;
+    return text;
+  }
+  static std::string block(const std::string& path, const std::string& region, const std::string& code,
+                           bool again = false) {
+    return "<!-- include: " + path + " " + region + (again ? " again" : "") + " -->\n```cpp\n" + code + "```\n";
+  }
+  // The assembled file's code lines, without its first (comment) line and the blank separators.
+  static std::string code_of(const std::string& text) {
+    std::string code;
+    for (const std::string& line : tutorial_code::split_lines(text)) {
+      if (!line.empty() && !line.starts_with("//")) code += line + "\n";
+    }
+    return code;
+  }
+};
+
+TEST_F(TutorialBuild, TakesTheBlocksShownSoFarInReadingOrderAcrossChapters) {
+  auto text = build({block("lib.cpp", "b", "int b;\n"),
+                     block("lib.cpp", "a", "int a;\n") + "<!-- build: server.cpp lib.cpp -->\n" +
+                         block("lib.cpp", "main", "int main() { return a + b; }\n")});
+  ASSERT_TRUE(text);
+  EXPECT_EQ(code_of(*text), "int b;\nint a;\n") << "the order shown, and nothing after the marker";
+}
+
+TEST_F(TutorialBuild, ALaterMainReplacesTheEarlierOneAndStaysLast) {
+  auto text = build({block("lib.cpp", "a", "int a;\n") + block("step.cpp", "main", "int main() { return a; }\n"),
+                     block("lib.cpp", "b", "int b;\n") + block("lib.cpp", "main", "int main() { return a + b; }\n") +
+                         "<!-- build: server.cpp lib.cpp step.cpp -->\n"});
+  ASSERT_TRUE(text);
+  EXPECT_EQ(code_of(*text), "int a;\nint b;\nint main() { return a + b; }\n");
+}
+
+TEST_F(TutorialBuild, LeavesOutRepeatsAndFilesItWasNotGiven) {
+  auto text = build({block("lib.cpp", "a", "int a;\n") + block("lib.cpp", "a", "int a;\n", true) +
+                     block("step.cpp", "main", "int main() { return a; }\n") +
+                     "<!-- build: server.cpp lib.cpp -->\n"});
+  ASSERT_TRUE(text);
+  EXPECT_EQ(code_of(*text), "int a;\n");
+}
+
+TEST_F(TutorialBuild, AMarkerWithoutSourcesIsAProblem) {
+  auto result = run("<!-- build: server.cpp -->\n");
+  ASSERT_EQ(result.problems.size(), 1u);
+  EXPECT_NE(result.problems[0].message.find("build marker"), std::string::npos);
+}
