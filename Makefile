@@ -144,7 +144,8 @@ $(BUILD)/fuzz_replay_epoll: tests/fuzz_epoll.cpp tutorial/code/main_epoll.cpp
 # the reader typed it, must also pass main's integration tests.
 STEPS := 03-tcp-layer 04-request-head 05-body-and-response 06-blocking-server
 STEP_SOURCES := $(wildcard tutorial/code/steps/*.cpp)
-STEP_FLAGS := -std=c++20 -Wall -Wextra -Werror
+# clang also warns of constants not used yet (chapters 3 and 4 use few of main's); chapter 3 says so.
+STEP_FLAGS := -std=c++20 -Wall -Wextra -Werror $(if $(findstring clang,$(CXX)),-Wno-unused-const-variable)
 
 $(BUILD)/steps/written: $(BUILD)/tutorial_code $(CHAPTERS) main.cpp $(STEP_SOURCES)
 	@mkdir -p $(BUILD)/steps
