@@ -16,7 +16,6 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 
 #include "server_tests.hpp"
@@ -160,7 +159,6 @@ TEST(Chapter6, LogsEachRequestAndStopsOnCtrlC) {
   std::optional<test_support::Response> response = ask(server, kGet);
   ASSERT_TRUE(response);
   EXPECT_EQ(response->body, kHelloWorld);
-  std::this_thread::sleep_for(100ms);  // the log line follows the answer
   server.signal(SIGINT);
   EXPECT_EQ(server.wait_exit(kPatience), 0);
   EXPECT_EQ(server.stderr_text(), "GET / 200\n");

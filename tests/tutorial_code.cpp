@@ -377,7 +377,7 @@ inline std::optional<std::string> assemble(const std::vector<Chapter>& chapters,
                                            const fs::path& root, std::string& error) {
   const Build& build = chapters[c].builds[b];
   std::vector<std::string> parts;
-  std::optional<std::size_t> main_part;
+  std::optional<std::string> main_code;  // the latest `main` shown: the file ends with it
   for (std::size_t k = 0; k <= c; ++k) {
     for (const Block& block : chapters[k].blocks) {
       if (k == c && block.line > build.line) break;
@@ -389,19 +389,11 @@ inline std::optional<std::string> assemble(const std::vector<Chapter>& chapters,
                 (source ? error : "cannot read");
         return std::nullopt;
       }
-      if (block.region == "main" && main_part) {
-        parts[*main_part] = *code;
-      } else {
-        if (block.region == "main") main_part = parts.size();
-        parts.push_back(*code);
-      }
+      if (block.region == "main") main_code = *code;
+      else parts.push_back(*code);
     }
   }
-  if (main_part && *main_part + 1 != parts.size()) {  // main stays last: blocks go above it
-    std::string code = parts[*main_part];
-    parts.erase(parts.begin() + static_cast<std::ptrdiff_t>(*main_part));
-    parts.push_back(code);
-  }
+  if (main_code) parts.push_back(*main_code);
   std::string text = "// " + build.name + " as the reader has it at " + chapters[c].name + ":" +
                      std::to_string(build.line) + " (written by tutorial_code --build)\n";
   for (const std::string& part : parts) text += "\n" + part;

@@ -21,16 +21,16 @@ int main(int argc, char** argv) {
     // "GET /hello" for a good head; the reason phrase ("Bad Request") for a bad one.
     const bool ok = head->status == Status::OK;
     const std::string_view method = ok ? head->request.method : reason_phrase(head->status);
-    const std::string_view target = ok ? head->request.target : "";
+    const std::string_view separator = ok ? " " : "", target = ok ? head->request.target : "";
     writer.write("HTTP/1.1 ");
     writer.write_number(static_cast<int>(head->status));
     writer.write(" ");
     writer.write(reason_phrase(head->status));
     writer.write("\r\nContent-Length: ");
-    writer.write_number(method.size() + (ok ? 1 : 0) + target.size() + 1);
+    writer.write_number(method.size() + separator.size() + target.size() + 1);
     writer.write("\r\nConnection: close\r\n\r\n");
     writer.write(method);
-    writer.write(ok ? " " : "");
+    writer.write(separator);
     writer.write(target);
     writer.write("\n");
     if (writer.flush()) linger_before_close(connection, reader);
