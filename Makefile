@@ -186,6 +186,11 @@ TEST_BINARIES := $(if $(SANITIZE),,$(BUILD)/tutorial_code) $(BUILD)/unit_tests $
 	$(BUILD)/fuzz_replay_blocking $(BUILD)/fuzz_replay_async $(if $(EPOLL),$(BUILD)/fuzz_replay_epoll) \
 	$(if $(SANITIZE),,$(BUILD)/alloc_test $(if $(EPOLL),$(BUILD)/alloc_test_epoll))
 
+# A test binary built on its own (chapter 6 has the reader build the integration tests) still
+# gets GoogleTest installed first.
+$(BUILD)/unit_tests $(BUILD)/integration_tests $(BUILD)/stress_tests $(BUILD)/alloc_test $(BUILD)/alloc_test_epoll \
+	$(BUILD)/first_server_tests $(BUILD)/exercises_test $(BUILD)/steps_tests: | ensure-gtest
+
 test: ensure-compiler ensure-gtest
 	@$(MAKE) --no-print-directory test-only
 
